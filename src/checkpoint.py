@@ -1,0 +1,125 @@
+"""Checkpoint reading, strict weight loading and atomic writing."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+# Prefixes that wrappers (WithLossCell, TrainOneStepCell, EMA copies) put before network names.
+_WRAPPER_PREFIXES = ("network._backbone.", "_backbone.", "network.", "backbone.", "net.")
+# Keys of optimizer and training state, not weights.
+_STATE_PREFIXES = ("moments.", "accum.", "stat.", "ema.", "scale_sense", "learning_rate", "global_step",
+                   "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num")
+CLASSIFIER = ("output.weight", "output.bias")
+
+
+def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
+    """All entries of a checkpoint file; a missing or unreadable file is a UserError naming it."""
+    p = Path(path)
+    if not str(path):
+        raise UserError("no checkpoint given: pass a .ckpt file")
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0:
+        raise UserError(f"checkpoint {p} is empty (0 bytes): it was not written completely; use an earlier one")
+    try:
+        return ms.load_checkpoint(str(p))
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError with long texts for bad files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"checkpoint {p} cannot be read (truncated or not a MindSpore checkpoint): {first}") from None
+
+
+def weights_of(entries: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """The network weights among checkpoint entries, with wrapper prefixes removed.
+
+    ``prefix`` selects another copy stored in the same file (``ema.`` for EMA weights).
+    """
+    out = {}
+    for name, value in entries.items():
+        if prefix:
+            if not name.startswith(prefix):
+                continue
+            name = name[len(prefix):]
+        elif name.startswith(_STATE_PREFIXES):
+            continue
+        for wrapper in _WRAPPER_PREFIXES:
+            if name.startswith(wrapper):
+                name = name[len(wrapper):]
+                break
+        out[name] = value
+    return out
+
+
+def _sample(names: Iterable[str], n: int = 4) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "") -> Dict[str, Any]:
+    """Load a checkpoint's weights into ``net`` strictly (every parameter filled, shapes equal).
+
+    With ``allow_new_classifier`` a classifier of another size is left at its fresh
+    initialisation (fine-tuning to a new ``num_classes``); otherwise it is an error.
+    Returns the non-weight entries of the file (epoch, step, ...) as Python values.
+    """
+    entries = read_checkpoint(path)
+    weights = weights_of(entries, prefix)
+    own = {p.name: p for p in net.get_parameters()}
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        raise UserError(
+            f"checkpoint {path} does not fit this network ({len(missing)} parameters missing"
+            f"{': ' + _sample(missing) if missing else ''}; {len(unexpected)} unexpected"
+            f"{': ' + _sample(unexpected) if unexpected else ''}): was it saved for another --arch? "
+            "Convert PyTorch weights with tools/convert_weights.py")
+    head_shape = tuple(weights["output.weight"].shape)
+    if head_shape != tuple(own["output.weight"].shape):
+        if not allow_new_classifier:
+            raise UserError(f"checkpoint {path} has a classifier for {head_shape[0]} classes but the network has "
+                            f"{own['output.weight'].shape[0]}: pass --num_classes {head_shape[0]}")
+        _LOG.info("classifier re-initialised: checkpoint has %d classes, this run %d",
+                  head_shape[0], own["output.weight"].shape[0])
+        weights = {k: v for k, v in weights.items() if k not in CLASSIFIER}
+    bad_shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in weights
+                  if tuple(weights[k].shape) != tuple(own[k].shape)]
+    if bad_shapes:
+        raise UserError(f"checkpoint {path} has other shapes than this network ({_sample(bad_shapes, 3)}): "
+                        "was it saved for another --arch?")
+    for name, value in weights.items():
+        own[name].set_data(ms.Tensor(value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value),
+                                     own[name].dtype))
+    return {k: v for k, v in entries.items() if k not in weights and not k.startswith(_STATE_PREFIXES[:5])}
+
+
+def save_checkpoint_atomic(params: Any, path: str, append_dict: Optional[Dict[str, Any]] = None) -> str:
+    """Write a checkpoint under a temporary name, then rename it: a crash never leaves half a file at ``path``."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    try:
+        ms.save_checkpoint(params, str(tmp), append_dict=append_dict)
+        # MindSpore appends .ckpt to names that lack it
+        written = tmp if tmp.exists() else tmp.with_name(tmp.name + ".ckpt")
+        os.replace(written, final)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".ckpt")):
+            if leftover.exists():
+                leftover.unlink()
+    return str(final)
+
+
+def params_list(net: nn.Cell, names: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    """A network's parameters as the list form ``ms.save_checkpoint`` accepts."""
+    return [{"name": p.name if names is None else names[i], "data": p}
+            for i, p in enumerate(net.get_parameters())]

@@ -1,0 +1,294 @@
+"""ImageNet-style data: folder scanning, robust decoding, train/eval transforms, MindSpore pipelines.
+
+Layouts:
+- ImageFolder: ``ROOT/train/<class>/<image>``, ``ROOT/val/<class>/<image>`` (a path that already
+  ends in ``train``/``val`` is used as is). Class indices are the sorted training class folders.
+- Flat validation (ImageNet's own): ``ROOT/val/<image>`` plus a label file with one class index or
+  synset per line, for the images in sorted file-name order.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+# Decompression-bomb guard off: ImageNet has legitimate large images; decoding is bounded by draft mode.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image (grayscale, CMYK, 16-bit, palette with transparency, RGBA) as 8-bit RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        # transparent pixels over white, as a viewer shows them
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").split()[-1])
+        return background
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def decode_image(data: bytes, min_side: int = 0) -> np.ndarray:
+    """Decode image bytes (whatever the file extension says) to an RGB uint8 HWC array.
+
+    ``min_side`` > 0 lets JPEG decoding shrink by a power of two while the short side stays
+    >= min_side (much faster for large photos; used by evaluation, which resizes anyway).
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        if min_side and img.format == "JPEG":
+            w, h = img.size
+            scale = min(w, h) / float(min_side)
+            if scale >= 2:
+                img.draft("RGB", (int(np.ceil(w / scale)), int(np.ceil(h / scale))))
+        img.load()
+        return np.asarray(to_rgb(img), dtype=np.uint8)
+
+
+def read_image(path: str, min_side: int = 0) -> np.ndarray:
+    """Read and decode one image file to RGB uint8 HWC; a bad file is a UserError naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data:
+            raise ValueError("empty file (0 bytes)")
+        return decode_image(data, min_side)
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except Exception as err:  # PIL raises many types for bad data
+        raise UserError(f"cannot decode image {path}: {err}") from None
+
+
+# ---------------------------------------------------------------------------
+# Transforms
+# ---------------------------------------------------------------------------
+def resize_size(image_size: int, crop_pct: float) -> int:
+    """Short side before the centre crop: 256 for 224 at crop_pct 0.875."""
+    return int(round(image_size / crop_pct))
+
+
+def eval_ops(image_size: int = 224, crop_pct: float = 0.875) -> list:
+    """Evaluation transforms on an RGB uint8 HWC image -> float32 CHW, normalised."""
+    import mindspore.dataset.vision as vision
+
+    return [
+        vision.Resize(resize_size(image_size, crop_pct)),
+        vision.CenterCrop(image_size),
+        vision.Normalize([m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]),
+        vision.HWC2CHW(),
+    ]
+
+
+def preprocess_image(path: str, image_size: int = 224, crop_pct: float = 0.875) -> np.ndarray:
+    """One image file through the evaluation transforms: float32 (3, image_size, image_size)."""
+    image = read_image(path, min_side=resize_size(image_size, crop_pct))
+    for op in eval_ops(image_size, crop_pct):
+        image = op(image)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def train_ops(config) -> list:
+    """Training transforms from the config: random-resized crop, flip, colour jitter, [auto-augment], cutout."""
+    import mindspore.dataset.vision as vision
+
+    ops = [vision.RandomResizedCrop(config.image_size, scale=(config.min_crop_scale, 1.0))]
+    if config.random_flip:
+        ops.append(vision.RandomHorizontalFlip())
+    if config.auto_augment == "randaugment":
+        ops.append(vision.RandAugment())
+    elif config.auto_augment == "autoaugment":
+        ops.append(vision.AutoAugment())
+    if config.color_jitter > 0:
+        j = config.color_jitter
+        ops.append(vision.RandomColorAdjust(brightness=(max(0.0, 1 - j), 1 + j), contrast=(max(0.0, 1 - j), 1 + j),
+                                            saturation=(max(0.0, 1 - j), 1 + j)))
+    ops.append(vision.Normalize([m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]))
+    ops.append(vision.HWC2CHW())
+    if config.cutout:
+        ops.append(vision.CutOut(min(config.cutout_length, config.image_size), is_hwc=False))
+    return ops
+
+
+# ---------------------------------------------------------------------------
+# Folder scanning
+# ---------------------------------------------------------------------------
+@dataclass
+class ImageList:
+    """Samples (path, label) of one split, with the class names the labels index."""
+
+    samples: List[Tuple[str, int]]
+    classes: List[str]
+    root: str = ""
+    skipped: List[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def split_dir(dataset_path: str, sub: str) -> Path:
+    """``dataset_path/sub``, or dataset_path itself when it already is that split."""
+    if not dataset_path:
+        raise UserError("no dataset given: pass --dataset_path DIR (with train/ and val/ inside)")
+    root = Path(dataset_path).expanduser()
+    if not root.exists():
+        raise UserError(f"dataset path not found: {root}")
+    if root.name == sub:
+        return root
+    if root.name in ("train", "val") and not (root / sub).exists():
+        return root.parent / sub  # given .../train, the val split is its sibling
+    return root / sub
+
+
+def find_classes(folder: Path) -> List[str]:
+    """Sorted class sub-folders of an ImageFolder split."""
+    if not folder.is_dir():
+        raise UserError(f"dataset folder not found: {folder}")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise UserError(f"no class folders in {folder}: expected {folder}/<class>/<image> (ImageFolder layout)")
+    return classes
+
+
+def scan_image_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> ImageList:
+    """List an ImageFolder split; with ``classes`` given (from train), the folders must be exactly those."""
+    found = find_classes(folder)
+    if classes is not None and list(found) != list(classes):
+        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        raise UserError(f"class folders of {folder} differ from the training classes: "
+                        f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                        f"extra {extra[:5]}{'...' if len(extra) > 5 else ''}")
+    index = {c: i for i, c in enumerate(found)}
+    samples = []
+    for c in found:
+        for dirpath, _, files in sorted(os.walk(folder / c, followlinks=True)):
+            samples += [(os.path.join(dirpath, f), index[c]) for f in sorted(files) if _is_image(f)]
+    if not samples:
+        raise UserError(f"no images in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return ImageList(samples, list(found), str(folder))
+
+
+def scan_flat(folder: Path, label_file: str, classes: Sequence[str]) -> ImageList:
+    """ImageNet's flat validation layout: images in one folder, labels (index or synset) in a file."""
+    if not folder.is_dir():
+        raise UserError(f"validation folder not found: {folder}")
+    if not label_file or not Path(label_file).is_file():
+        raise UserError(f"val_layout flat needs --val_label_file with one label per image; not found: {label_file!r}")
+    files = sorted(f for f in os.listdir(folder) if _is_image(f))
+    labels = [line.strip() for line in Path(label_file).read_text().splitlines() if line.strip()]
+    if len(labels) != len(files):
+        raise UserError(f"{label_file} has {len(labels)} labels but {folder} has {len(files)} images")
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for name, label in zip(files, labels):
+        if label in index:
+            target = index[label]
+        elif label.isdigit() and int(label) < len(classes):
+            target = int(label)
+        else:
+            raise UserError(f"{label_file}: label {label!r} for {name} is neither a training class nor an index "
+                            f"below {len(classes)}")
+        samples.append((str(folder / name), target))
+    return ImageList(samples, list(classes), str(folder))
+
+
+def check_images(images: ImageList, skip_bad: bool) -> ImageList:
+    """Decode-check every image before training; stop naming the first bad one, or skip them all with a warning."""
+    good, bad = [], []
+    for path, label in images.samples:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+            with Image.open(path) as img:
+                img.draft("RGB", (64, 64))
+                to_rgb(img)  # also catches truncated data the header check misses
+        except Exception as err:
+            reason = "empty file" if os.path.getsize(path) == 0 else f"{type(err).__name__}: {err}"
+            if not skip_bad:
+                raise UserError(f"cannot decode image {path} ({reason}): fix or remove it, or pass "
+                                "--skip_bad_images true to skip undecodable images") from None
+            _LOG.warning("skipping undecodable image %s (%s)", path, reason)
+            bad.append(path)
+            continue
+        good.append((path, label))
+    if bad:
+        _LOG.warning("skipped %d undecodable image(s) of %d in %s", len(bad), len(images.samples), images.root)
+    if not good:
+        raise UserError(f"no decodable images in {images.root}")
+    return ImageList(good, images.classes, images.root, bad)
+
+
+def scan_split(config, split: str, classes: Optional[Sequence[str]] = None) -> ImageList:
+    """The training or validation image list of a config."""
+    if split == "train":
+        return scan_image_folder(split_dir(config.dataset_path, config.train_dir))
+    folder = split_dir(config.dataset_path, config.val_dir)
+    if config.val_layout == "flat":
+        if classes is None:
+            raise UserError("val_layout flat needs the training class folders to name the classes")
+        return scan_flat(folder, config.val_label_file, classes)
+    return scan_image_folder(folder, classes)
+
+
+# ---------------------------------------------------------------------------
+# MindSpore pipelines
+# ---------------------------------------------------------------------------
+class _ImageSource:
+    """Random-access source for GeneratorDataset: decoded RGB image and label."""
+
+    def __init__(self, samples: List[Tuple[str, int]], min_side: int = 0):
+        self.samples = samples
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        return read_image(path, self.min_side), np.array(label, dtype=np.int32)
+
+
+def create_dataset(images: ImageList, config, training: bool, batch_size: int, rank: int = 0,
+                   group_size: int = 1, shuffle: Optional[bool] = None, drop_remainder: Optional[bool] = None):
+    """A batched MindSpore dataset of (image float32 NCHW, label int32) for one split.
+
+    Training shards by rank (each rank sees its own 1/group_size of the data) and drops the
+    last incomplete batch; evaluation keeps every image.
+    """
+    import mindspore.dataset as ds
+
+    workers = max(1, min(config.work_nums, os.cpu_count() or 1))
+    shuffle = training if shuffle is None else shuffle
+    min_side = 0 if training else resize_size(config.image_size, config.crop_pct)
+    dataset = ds.GeneratorDataset(_ImageSource(images.samples, min_side), column_names=["image", "label"],
+                                  shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
+                                  shard_id=rank if group_size > 1 else None, num_parallel_workers=workers,
+                                  python_multiprocessing=workers > 1)
+    ops = train_ops(config) if training else eval_ops(config.image_size, config.crop_pct)
+    dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
+    return dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)

@@ -1,0 +1,1 @@
+"""Configuration, device setup and the ModelArts adapters (model-zoo layout)."""

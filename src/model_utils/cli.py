@@ -1,0 +1,34 @@
+"""Shared plumbing of the entry scripts: logging, config, one-line errors."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from src.errors import UserError
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stdout, force=True)
+
+
+def entry_point(main: Callable[..., Optional[int]]) -> Callable[[Optional[Sequence[str]]], int]:
+    """Wrap a script's main(config): parse the config, run, turn UserError into one line and exit 2."""
+
+    @functools.wraps(main)
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+        from src.model_utils.config import get_config
+        from src.model_utils.device import configure_environment
+
+        setup_logging()
+        try:
+            config = get_config(argv)
+            configure_environment(config.device_target)
+            return main(config) or 0
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return run

@@ -1,0 +1,199 @@
+"""YAML configuration with typed ``--key value`` overrides.
+
+The YAML file has up to three documents: values, help text, allowed choices
+(the model-zoo convention).  Nothing is parsed at import time: call
+:func:`get_config` from an entry script.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+from easydict import EasyDict
+
+from src.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "default_config.yaml"
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+# Keys whose values must be > 0 (int or float) and other range rules, checked after overrides.
+_POSITIVE = ("train_batch_size", "val_batch_size", "batch_size", "epoch_size", "lr_init", "num_classes",
+             "image_size", "log_interval", "work_nums", "keep_checkpoint_max", "save_checkpoint_epochs",
+             "cutout_length", "loss_scale")
+_NON_NEGATIVE = ("warmup_epochs", "lr_end", "momentum", "weight_decay", "steps_per_epoch", "eval_interval",
+                 "lr_restart_epoch", "color_jitter", "device_id")
+_UNIT_INTERVAL = {"dropout_rate": "[0, 1)", "label_smoothing": "[0, 1)", "ema_decay": "[0, 1)",
+                  "crop_pct": "(0, 1]", "min_crop_scale": "(0, 1]"}
+
+
+# The resolved configuration: a dict with attribute access (``config.lr_init``).
+Config = EasyDict
+
+
+def load_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, List[Any]]]:
+    """Read the values, help and choices documents of a config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path} (pass an existing YAML with --config_path)")
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        raise UserError(f"config file {path} is not valid YAML{f' (line {where.line + 1})' if where else ''}: "
+                        f"{getattr(err, 'problem', err)}") from None
+    if not docs or not isinstance(docs[0], dict):
+        raise UserError(f"config file {path} has no 'key: value' mapping in its first document")
+    values = docs[0]
+    helps = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
+    choices = docs[2] if len(docs) > 2 and isinstance(docs[2], dict) else {}
+    return values, helps, choices
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool (true/false/1/0)"
+    if default is None:
+        return "string"
+    return type(default).__name__
+
+
+def convert_value(key: str, text: Any, default: Any) -> Any:
+    """Convert ``text`` to the type of ``default``; raise UserError naming the key otherwise."""
+    if not isinstance(text, str):  # already typed (from YAML)
+        if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(text, bool):
+            if isinstance(default, bool) and not isinstance(text, bool):
+                raise UserError(f"--{key}: expected {_type_name(default)}, got {text!r}")
+            return text
+        if isinstance(default, int) and isinstance(text, float):
+            raise UserError(f"--{key}: expected int, got {text!r}")
+        return type(default)(text)
+    if isinstance(default, bool):
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise UserError(f"--{key}: expected bool (true/false/1/0), got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"--{key}: expected int, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"--{key}: expected float, got {text!r}") from None
+    if isinstance(default, list):
+        try:
+            items = yaml.safe_load(text if text.strip().startswith("[") else f"[{text}]")
+        except yaml.YAMLError:
+            raise UserError(f"--{key}: expected a list like 1,2,3 or [1, 2, 3], got {text!r}") from None
+        if default:
+            items = [convert_value(key, str(item), default[0]) for item in items]
+        return list(items)
+    if default is None and text.strip().lower() in ("none", "null", "~"):
+        return None
+    return text
+
+
+def parse_overrides(argv: Sequence[str]) -> Tuple[Optional[str], Dict[str, str], bool]:
+    """Split ``--key value`` / ``--key=value`` tokens; returns (config_path, overrides, help)."""
+    overrides: Dict[str, str] = {}
+    config_path = None
+    want_help = False
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        token = argv[i]
+        if token in ("-h", "--help"):
+            want_help = True
+            i += 1
+            continue
+        if not token.startswith("--") or token == "--":
+            raise UserError(f"unexpected argument {token!r}: options are written --key value")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or (argv[i + 1].startswith("--") and len(argv[i + 1]) > 2):
+                raise UserError(f"--{key} needs a value")
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        key = key.replace("-", "_")
+        if key == "config_path":
+            config_path = value
+        else:
+            overrides[key] = value
+    return config_path, overrides, want_help
+
+
+def _closest(key: str, keys: Sequence[str]) -> str:
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    return f" (did you mean --{match[0]}?)" if match else ""
+
+
+def validate(cfg: Dict[str, Any], choices: Dict[str, List[Any]]) -> None:
+    """Check choices and value ranges; raise UserError naming the first bad key."""
+    for key, allowed in choices.items():
+        if key in cfg and cfg[key] not in allowed:
+            raise UserError(f"--{key}: {cfg[key]!r} is not one of {', '.join(map(str, allowed))}")
+    for key in _POSITIVE:
+        if key in cfg and not cfg[key] > 0:
+            raise UserError(f"--{key}: must be > 0, got {cfg[key]!r}")
+    for key in _NON_NEGATIVE:
+        if key in cfg and cfg[key] < 0:
+            raise UserError(f"--{key}: must be >= 0, got {cfg[key]!r}")
+    for key, interval in _UNIT_INTERVAL.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        inside = (0 <= value < 1) if interval == "[0, 1)" else (0 < value <= 1)
+        if not inside:
+            raise UserError(f"--{key}: must be in {interval}, got {value!r}")
+    if "image_size" in cfg and (cfg["image_size"] < 32 or cfg["image_size"] % 32):
+        raise UserError(f"--image_size: must be a multiple of 32 and at least 32, got {cfg['image_size']!r} "
+                        f"(e.g. {max(32, round(cfg['image_size'] / 32) * 32)})")
+
+
+def format_help(values: Dict[str, Any], helps: Dict[str, str], choices: Dict[str, List[Any]], prog: str) -> str:
+    lines = [f"usage: python {prog} [--config_path FILE] [--key value ...]", "", "options (default in brackets):"]
+    for key, default in values.items():
+        extra = f" one of {choices[key]}" if key in choices else ""
+        lines.append(f"  --{key} [{default!r}]  {helps.get(key, '')}{extra}")
+    return "\n".join(lines)
+
+
+def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] = None) -> Config:
+    """Resolve the configuration: YAML file (``--config_path`` or default) plus ``--key value`` overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    path_arg, overrides, want_help = parse_overrides(argv)
+    path = Path(path_arg or config_path or DEFAULT_CONFIG)
+    values, helps, choices = load_yaml(path)
+    if want_help:
+        print(format_help(values, helps, choices, os.path.basename(sys.argv[0] or "script.py")))
+        raise SystemExit(0)
+    # A custom YAML may be partial: keys it lacks take the defaults, and its own keys must be known ones.
+    if path.resolve() != DEFAULT_CONFIG.resolve() and DEFAULT_CONFIG.is_file():
+        base, base_help, base_choices = load_yaml(DEFAULT_CONFIG)
+        for key in values:
+            if key not in base:
+                raise UserError(f"unknown key {key!r} in {path}{_closest(key, list(base))}")
+        values = {**base, **{k: convert_value(k, v, base[k]) for k, v in values.items()}}
+        helps = {**base_help, **helps}
+        choices = {**base_choices, **choices}
+    cfg = dict(values)
+    for key, text in overrides.items():
+        if key not in values:
+            raise UserError(f"unknown option --{key}{_closest(key, list(values))}; "
+                            "run with --help for the list")
+        cfg[key] = convert_value(key, text, values[key])
+    validate(cfg, choices)
+    cfg["config_path"] = str(path)
+    return Config(cfg)

@@ -1,0 +1,54 @@
+"""Process and device setup: environment before MindSpore loads, then context and communication."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParallelInfo:
+    rank: int = 0
+    group_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only this rank writes checkpoints, metrics and plots."""
+        return self.rank == 0
+
+
+def configure_environment(device_target: str) -> None:
+    """Set environment variables that must be in place before ``import mindspore``.
+
+    On CPU, MindSpore 2.9/2.10's bundled oneDNN picks slow reference convolution
+    kernels on AVX-512 machines; capping the ISA at AVX2 makes training about 7x
+    faster with outputs equal to ~2e-5.  A value the user set is kept.
+    """
+    if device_target == "CPU" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
+        if "mindspore" in sys.modules:
+            _LOG.warning("mindspore was imported before the device setup; ONEDNN_MAX_CPU_ISA=AVX2 may not apply")
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+
+
+def init_context(config) -> ParallelInfo:
+    """Set the MindSpore context from the config; start communication only for distributed runs."""
+    configure_environment(config.device_target)
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if config.mode == "GRAPH" else ms.PYNATIVE_MODE)
+    if not config.get("run_distribute"):
+        ms.set_device(config.device_target, config.device_id if config.device_target != "CPU" else None)
+        return ParallelInfo()
+    from mindspore.communication import get_group_size, get_rank, init
+
+    ms.set_device(config.device_target)
+    init()
+    info = ParallelInfo(rank=get_rank(), group_size=get_group_size())
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=info.group_size)
+    _LOG.info("distributed: rank %d of %d", info.rank, info.group_size)
+    return info

@@ -1,0 +1,14 @@
+"""Train ProxylessNAS on ImageNet (or any ImageFolder dataset). Options: see default_config.yaml."""
+import sys
+
+from src.model_utils.cli import entry_point
+
+
+@entry_point
+def main(config):
+    from src.trainer import train
+    return train(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
