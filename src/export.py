@@ -1,0 +1,183 @@
+"""Export a trained network to MINDIR, ONNX or AIR, then prove the file computes what the network does.
+
+The file is written under a temporary name, loaded back and run on a random input next to the
+network; only when the outputs agree is it moved to its final name, so a failed export never
+replaces a good file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+# Relative tolerance of the reload check: float32 graphs that differ only in kernel choice agree far closer.
+RELATIVE_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportResult:
+    """What was written and how closely the reloaded file matched the network."""
+
+    path: Path
+    file_format: str
+    input_shape: tuple
+    max_abs_diff: Optional[float]  # None when the format cannot be run here (no onnxruntime)
+    tolerance: float
+    replaced: bool
+
+
+def output_path(file_name: str, file_format: str) -> Path:
+    """The file an export writes: ``file_name`` plus the format's extension (kept if already there)."""
+    if not file_name:
+        raise UserError("no --file_name given: pass the output name, e.g. --file_name proxylessnas_mobile")
+    ext = EXTENSIONS[file_format]
+    path = Path(file_name).expanduser()
+    return path if path.suffix.lower() == ext else path.with_name(path.name + ext)
+
+
+def check_air_possible(device_target: str) -> None:
+    """AIR is written by MindSpore's Ascend backend only: stop before any work on other hosts."""
+    reason = None
+    if device_target != "Ascend":
+        reason = f"--device_target is {device_target}"
+    else:
+        import mindspore as ms
+
+        if not ms.hal.is_available("Ascend"):
+            reason = "no Ascend device/driver was found on this host"
+    if reason:
+        raise UserError(f"AIR export needs an Ascend host ({reason}); export MINDIR or ONNX here, "
+                        "or run with --device_target Ascend on an Ascend machine")
+
+
+def tolerance_for(reference: np.ndarray) -> float:
+    """Largest accepted difference: RELATIVE_TOLERANCE times the largest output magnitude, at least RELATIVE_TOLERANCE."""
+    return RELATIVE_TOLERANCE * max(1.0, float(np.max(np.abs(reference))) if reference.size else 1.0)
+
+
+def run_mindir(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run a MINDIR file on ``x`` with MindSpore's graph loader."""
+    import mindspore as ms
+    from mindspore import nn
+
+    graph = nn.GraphCell(ms.load(str(path)))
+    return graph(ms.Tensor(x)).asnumpy()
+
+
+def run_onnx(path: Path, x: np.ndarray) -> Optional[np.ndarray]:
+    """Run an ONNX file on ``x`` with onnxruntime; None when onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _written_file(stem: Path, ext: str) -> Path:
+    # MindSpore appends the extension itself; accept either spelling
+    for candidate in (stem.with_name(stem.name + ext), stem):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"MindSpore reported no error but wrote no file at {stem}{ext}")
+
+
+def export_network(net, file_name: str, file_format: str = "MINDIR", batch_size: int = 1, image_size: int = 224,
+                   dynamic_batch: bool = False, seed: int = 0) -> ExportResult:
+    """Export ``net`` (in eval mode), reload the file, compare on a random input and install it at its final name."""
+    import mindspore as ms
+
+    file_format = file_format.upper()
+    if file_format not in EXTENSIONS:
+        raise UserError(f"--file_format {file_format!r} is not one of {', '.join(EXTENSIONS)}")
+    if dynamic_batch and file_format != "MINDIR":
+        raise UserError(f"--dynamic_batch works with MINDIR only (MindSpore's {file_format} export needs a "
+                        "fixed batch); pass --dynamic_batch false or --file_format MINDIR")
+    final = output_path(file_name, file_format)
+    if final.is_dir():
+        raise UserError(f"--file_name {file_name} names a folder ({final}); give a file name")
+    final.parent.mkdir(parents=True, exist_ok=True)
+
+    net.set_train(False)
+    x = np.random.default_rng(seed).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
+    reference = net(ms.Tensor(x)).asnumpy()
+    example = ms.Tensor(shape=[None, 3, image_size, image_size], dtype=ms.float32) if dynamic_batch else ms.Tensor(x)
+
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
+    try:
+        stem = work / final.stem
+        ms.export(net, example, file_name=str(stem), file_format=file_format)
+        written = _written_file(stem, EXTENSIONS[file_format])
+        tolerance = tolerance_for(reference)
+        if file_format == "MINDIR":
+            if dynamic_batch:
+                # a dynamic graph must take a batch other than the traced one: run twice the batch
+                reloaded = run_mindir(written, np.concatenate([x, x]))[:batch_size]
+            else:
+                reloaded = run_mindir(written, x)
+        elif file_format == "ONNX":
+            reloaded = run_onnx(written, x)
+            if reloaded is None:
+                _LOG.warning("onnxruntime is not installed: %s is not verified (pip install onnxruntime)", final)
+        else:
+            reloaded = None  # AIR runs only through the Ascend toolchain (ATC), not from Python
+            _LOG.warning("AIR files cannot be run from Python: %s is not verified", final)
+        max_diff = None
+        if reloaded is not None:
+            if reloaded.shape != reference.shape:
+                raise UserError(f"the exported {file_format} returns shape {reloaded.shape}, the network "
+                                f"{reference.shape}: {final} was not written")
+            max_diff = float(np.max(np.abs(reloaded.astype(np.float64) - reference)))
+            if not max_diff <= tolerance:
+                raise UserError(f"the exported {file_format} differs from the network by {max_diff:.3g} "
+                                f"(tolerance {tolerance:.3g}): {final} was not written")
+        replaced = final.exists()
+        if replaced:
+            old = final.stat()
+            _LOG.info("replacing existing %s (%d bytes, modified %s)", final, old.st_size,
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old.st_mtime)))
+        os.replace(written, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    shape = ("N" if dynamic_batch else batch_size, 3, image_size, image_size)
+    return ExportResult(final, file_format, shape, max_diff, tolerance, replaced)
+
+
+def export_from_config(config) -> ExportResult:
+    """export.py: build ``config.arch``, load ``config.checkpoint`` strictly, export and verify."""
+    if config.file_format == "AIR":
+        check_air_possible(config.device_target)
+    if not config.checkpoint:
+        raise UserError("no --checkpoint given: pass the .ckpt file to export")
+    from src.checkpoint import load_weights, read_checkpoint
+    from src.model_utils.device import init_context
+    from src import create_model
+
+    read_checkpoint(config.checkpoint)  # a missing file is reported before the network is built
+    init_context(config)
+    net = create_model(config.arch, num_classes=config.num_classes)
+    load_weights(net, config.checkpoint)
+    return export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
+                          config.dynamic_batch)
+
+
+def describe(result: ExportResult) -> str:
+    """The one result line export.py prints."""
+    shape = "x".join(str(d) for d in result.input_shape)
+    if result.max_abs_diff is None:
+        check = "not verified (no runtime for this format here)"
+    else:
+        check = f"reloaded and compared: max |difference| {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
+    return f"exported {result.path} ({result.file_format}, input {shape}); {check}"
