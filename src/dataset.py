@@ -217,27 +217,42 @@ def scan_flat(folder: Path, label_file: str, classes: Sequence[str]) -> ImageLis
     return ImageList(samples, list(classes), str(folder))
 
 
-def check_images(images: ImageList, skip_bad: bool) -> ImageList:
-    """Decode-check every image before training; stop naming the first bad one, or skip them all with a warning."""
+def _image_problem(path: str) -> Optional[str]:
+    """None if the file decodes as an image, else the reason it does not."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file"
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            img.draft("RGB", (64, 64))
+            to_rgb(img)  # a full decode also catches truncated data that the header check misses
+        return None
+    except Exception as err:  # PIL raises many types for bad data
+        return f"{type(err).__name__}: {err}"
+
+
+def check_images(images: ImageList, skip_bad: bool, workers: int = 1) -> ImageList:
+    """Decode-check every image before training: stop naming the first bad one, or skip them all with a warning."""
+    paths = [p for p, _ in images.samples]
+    if workers > 1 and len(paths) > 256:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            problems = list(pool.imap(_image_problem, paths, chunksize=64))
+    else:
+        problems = [_image_problem(p) for p in paths]
     good, bad = [], []
-    for path, label in images.samples:
-        try:
-            with Image.open(path) as img:
-                img.verify()
-            with Image.open(path) as img:
-                img.draft("RGB", (64, 64))
-                to_rgb(img)  # also catches truncated data the header check misses
-        except Exception as err:
-            reason = "empty file" if os.path.getsize(path) == 0 else f"{type(err).__name__}: {err}"
-            if not skip_bad:
-                raise UserError(f"cannot decode image {path} ({reason}): fix or remove it, or pass "
-                                "--skip_bad_images true to skip undecodable images") from None
-            _LOG.warning("skipping undecodable image %s (%s)", path, reason)
-            bad.append(path)
+    for (path, label), problem in zip(images.samples, problems):
+        if problem is None:
+            good.append((path, label))
             continue
-        good.append((path, label))
+        if not skip_bad:
+            raise UserError(f"cannot decode image {path} ({problem}): fix or remove it, or pass "
+                            "--skip_bad_images true to skip undecodable images")
+        _LOG.warning("skipping undecodable image %s (%s)", path, problem)
+        bad.append(path)
     if bad:
-        _LOG.warning("skipped %d undecodable image(s) of %d in %s", len(bad), len(images.samples), images.root)
+        _LOG.warning("skipped %d undecodable image(s) of %d in %s", len(bad), len(paths), images.root)
     if not good:
         raise UserError(f"no decodable images in {images.root}")
     return ImageList(good, images.classes, images.root, bad)
@@ -249,10 +264,35 @@ def scan_split(config, split: str, classes: Optional[Sequence[str]] = None) -> I
         return scan_image_folder(split_dir(config.dataset_path, config.train_dir))
     folder = split_dir(config.dataset_path, config.val_dir)
     if config.val_layout == "flat":
-        if classes is None:
-            raise UserError("val_layout flat needs the training class folders to name the classes")
-        return scan_flat(folder, config.val_label_file, classes)
+        # without training folders to name the classes, labels must be indices below num_classes
+        return scan_flat(folder, config.val_label_file, classes or [str(i) for i in range(config.num_classes)])
     return scan_image_folder(folder, classes)
+
+
+def shard(images: ImageList, rank: int, group_size: int, seed: int) -> ImageList:
+    """This rank's part of the training set: a fixed random permutation dealt out round-robin.
+
+    Every rank gets exactly ``len // group_size`` samples, so all ranks run the same number
+    of steps (a rank with fewer batches would leave the others waiting in the all-reduce).
+    """
+    if group_size <= 1:
+        return images
+    per_rank = len(images.samples) // group_size
+    if per_rank == 0:
+        raise UserError(f"{len(images.samples)} training images cannot be shared by {group_size} workers")
+    order = np.random.default_rng(seed).permutation(len(images.samples))
+    mine = order[rank::group_size][:per_rank]
+    return ImageList([images.samples[i] for i in sorted(mine)], images.classes, images.root)
+
+
+def fill_to(images: ImageList, size: int) -> ImageList:
+    """Repeat samples (in order) until there are ``size``: keeps shard sizes equal after skipping bad images."""
+    samples = list(images.samples)
+    i = 0
+    while len(samples) < size:
+        samples.append(images.samples[i % len(images.samples)])
+        i += 1
+    return ImageList(samples, images.classes, images.root, images.skipped)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""Top-1 / top-5 accuracy and loss of a network over a dataset, and checkpoint evaluation."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+
+class Accumulator:
+    """Running top-1/top-5 counts and summed cross-entropy from batches of logits."""
+
+    def __init__(self) -> None:
+        self.count = self.top1 = self.top5 = 0
+        self.loss_sum = 0.0
+
+    def update(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        logits = logits.astype(np.float64)
+        labels = labels.astype(np.int64).reshape(-1)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_prob = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self.loss_sum += float(-log_prob[np.arange(len(labels)), labels].sum())
+        k = min(5, logits.shape[1])
+        topk = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        self.top5 += int((topk == labels[:, None]).any(axis=1).sum())
+        self.top1 += int((logits.argmax(axis=1) == labels).sum())
+        self.count += len(labels)
+
+    def result(self) -> Dict[str, float]:
+        n = max(self.count, 1)
+        return {"top1": self.top1 / n, "top5": self.top5 / n, "loss": self.loss_sum / n, "count": self.count}
+
+
+def evaluate(net, dataset) -> Dict[str, float]:
+    """Accuracy of ``net`` (put in eval mode for the pass) over a batched (image, label) dataset."""
+    was_training = net.training
+    net.set_train(False)
+    acc = Accumulator()
+    try:
+        for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+            acc.update(net(images).asnumpy(), labels.asnumpy())
+    finally:
+        net.set_train(was_training)
+    return acc.result()
+
+
+def checkpoint_files(path: str) -> List[str]:
+    """A checkpoint file, or every .ckpt in a folder (sorted); a missing path is a UserError."""
+    p = Path(path)
+    if not str(path):
+        raise UserError("no checkpoint given: pass --checkpoint_path FILE_OR_FOLDER")
+    if p.is_dir():
+        files = sorted(str(f) for f in p.glob("*.ckpt") if not f.name.startswith("."))
+        if not files:
+            raise UserError(f"no .ckpt files in folder {p}")
+        return files
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p}")
+    return [str(p)]
+
+
+def format_result(name: str, r: Dict[str, float]) -> str:
+    return (f"{name}: top-1 {100 * r['top1']:.2f}% top-5 {100 * r['top5']:.2f}% loss {r['loss']:.4f} "
+            f"({r['count']} images)")
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Write JSON under a temporary name and rename; say when an earlier file is replaced."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        _LOG.info("replacing earlier results in %s", target)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, target)
+
+
+def run_eval(config) -> int:
+    """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
+    from src.dataset import check_images, create_dataset, scan_split, split_dir, find_classes
+    from src.model_utils.device import init_context
+    from src.checkpoint import load_weights
+    from src.proxylessnas_mobile import create_model
+
+    files = checkpoint_files(config.checkpoint_path)
+    train_dir = split_dir(config.dataset_path, config.train_dir)
+    classes = find_classes(train_dir) if train_dir.is_dir() else None
+    images = scan_split(config, "val", classes)
+    if config.check_images:
+        images = check_images(images, config.skip_bad_images)
+    if len(images.classes) != config.num_classes:
+        raise UserError(f"the validation set has {len(images.classes)} classes but --num_classes is "
+                        f"{config.num_classes}: pass --num_classes {len(images.classes)}")
+    config.run_distribute = False
+    init_context(config)
+    net = create_model(config.arch, config.num_classes)
+    dataset = create_dataset(images, config, training=False, batch_size=config.val_batch_size)
+    results = {}
+    for path in files:
+        load_weights(net, path)
+        start = time.time()
+        results[path] = evaluate(net, dataset)
+        results[path]["seconds"] = round(time.time() - start, 2)
+        if len(files) > 1:
+            _LOG.info(format_result(path, results[path]))
+    best = max(results, key=lambda k: results[k]["top1"])
+    summary = {"dataset": images.root, "arch": config.arch, "image_size": config.image_size,
+               "crop_pct": config.crop_pct, "results": results, "best": best}
+    out = config.eval_output or (str(Path(files[0]).with_suffix(".eval.json")) if len(files) == 1
+                                 else str(Path(config.checkpoint_path) / "eval_results.json"))
+    write_json_atomic(out, summary)
+    _LOG.info("results written to %s", out)
+    prefix = "best " if len(files) > 1 else ""
+    print(prefix + format_result(best, results[best]))
+    return 0

@@ -1,0 +1,380 @@
+"""The training loop: data, network, recipe, progress, evaluation, checkpoints, resume, interruption."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import yaml
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic, weights_of
+from src.dataset import check_images, create_dataset, fill_to, scan_split, shard
+from src.errors import UserError
+from src.evaluate import evaluate, format_result
+from src.loss import CrossEntropySmooth
+from src.lr_generator import get_lr
+from src.model_utils.device import ParallelInfo, init_context
+from src.optim import create_optimizer, loss_scaling, resolve_amp_level
+from src.proxylessnas_mobile import create_model
+
+_LOG = logging.getLogger(__name__)
+
+
+class TrainingStopped(UserError):
+    """Training cannot go on (non-finite loss); the message names the step and the learning rate."""
+
+
+# ---------------------------------------------------------------------------
+# Run folder, metrics
+# ---------------------------------------------------------------------------
+def arch_tag(arch: str) -> str:
+    return Path(arch).stem if arch.endswith((".config", ".json")) else arch
+
+
+def resolve_run_dir(config, info: ParallelInfo) -> Path:
+    """The run folder; refuses to reuse an existing one unless resuming into it or --overwrite."""
+    if config.resume and not config.run_name:
+        ckpt = Path(config.resume).resolve()
+        if (ckpt.parent.parent / "config.yaml").is_file():
+            return ckpt.parent.parent  # resuming continues the run the checkpoint came from
+    name = config.run_name or f"{arch_tag(config.arch)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.save_ckpt_path).expanduser().resolve() / name
+    if info.is_main and run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite and not config.resume:
+        raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
+    if info.is_main:
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            probe = run_dir / f".write-test{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise UserError(f"cannot write to the run folder {run_dir} ({err.strerror}): "
+                            "choose a writable --save_ckpt_path") from None
+    return run_dir
+
+
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl (main rank only)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, record: Dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def weights_digest(net: nn.Cell) -> str:
+    """SHA-1 of the trainable parameters (not BN statistics): equal on all ranks of a data-parallel run."""
+    h = hashlib.sha1()
+    for p in net.trainable_params():
+        h.update(p.name.encode())
+        h.update(np.ascontiguousarray(p.asnumpy()).tobytes())
+    return h.hexdigest()
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ---------------------------------------------------------------------------
+# EMA of the weights
+# ---------------------------------------------------------------------------
+class EMA(nn.Cell):
+    """Exponential moving average of all parameters (BN statistics included), stored as ``ema.<name>``."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__()
+        self.params = ms.ParameterTuple(net.get_parameters())
+        self.shadow = self.params.clone(prefix="ema", init="same")
+        for p in self.shadow:
+            p.requires_grad = False
+
+    def construct(self, decay):
+        for s, p in zip(self.shadow, self.params):
+            ops.assign(s, s * decay + ops.cast(p, s.dtype) * (1 - decay))
+        return decay
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+class Trainer:
+    """One training run, configured from the resolved config."""
+
+    def __init__(self, config):
+        self.config = config
+        self.info = init_context(config)
+        ms.set_seed(config.random_seed)
+        ms.dataset.config.set_seed(config.random_seed)
+        self.run_dir = resolve_run_dir(config, self.info)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main)
+        if self.info.is_main:
+            handler = logging.FileHandler(self.run_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+            logging.getLogger().addHandler(handler)
+        self.stop_signal: Optional[str] = None
+        self.best_top1 = -1.0
+        self.saved: List[Path] = []
+
+    # -- data ---------------------------------------------------------------
+    def _data(self) -> None:
+        c, info = self.config, self.info
+        train_all = scan_split(c, "train")
+        if len(train_all.classes) != c.num_classes:
+            raise UserError(f"the training set has {len(train_all.classes)} classes but --num_classes is "
+                            f"{c.num_classes}: pass --num_classes {len(train_all.classes)}")
+        mine = shard(train_all, info.rank, info.group_size, c.random_seed)
+        per_rank = len(mine)
+        if c.check_images:
+            _LOG.info("checking %d training images (decode test)...", per_rank)
+            mine = fill_to(check_images(mine, c.skip_bad_images, c.work_nums), per_rank)
+        _LOG.info("data shard: rank %d of %d: %d of %d training images", info.rank, info.group_size,
+                  len(mine), len(train_all))
+        shard_dir = self.run_dir / "shards"
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        (shard_dir / f"rank_{info.rank}.txt").write_text("".join(p + "\n" for p, _ in mine.samples))
+        self.steps_per_epoch = len(mine) // c.train_batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(f"{len(mine)} training images per device are fewer than --train_batch_size "
+                            f"{c.train_batch_size}: lower the batch size")
+        if c.steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, c.steps_per_epoch)
+        self.train_set = create_dataset(mine, c, training=True, batch_size=c.train_batch_size)
+        self.val_set = None
+        self.classes = train_all.classes
+        if c.eval_interval and info.is_main:
+            try:
+                val = scan_split(c, "val", train_all.classes)
+            except UserError as err:
+                if "not found" not in str(err):
+                    raise
+                _LOG.info("no validation set (%s): evaluation during training is off", err)
+            else:
+                if c.check_images:
+                    val = check_images(val, c.skip_bad_images, c.work_nums)
+                self.val_set = create_dataset(val, c, training=False, batch_size=c.val_batch_size)
+                _LOG.info("validation: %d images", len(val))
+
+    # -- model ----------------------------------------------------------------
+    def _model(self) -> None:
+        c = self.config
+        self.net = create_model(c.arch, c.num_classes, dropout_rate=c.dropout_rate)
+        if c.pretrained and not c.resume:
+            load_weights(self.net, c.pretrained, allow_new_classifier=True)
+            _LOG.info("weights from %s", c.pretrained)
+        self.lr = get_lr(c.lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
+        self.amp_level = resolve_amp_level(c)
+        manager, optimizer_scale = loss_scaling(c, self.amp_level)
+        self.optimizer = create_optimizer(self.net, c, self.lr, optimizer_scale)
+        loss_fn = CrossEntropySmooth(c.num_classes, c.label_smoothing)
+        kwargs = {"loss_scale_manager": manager} if manager is not None else {}
+        self.train_net = ms.amp.build_train_network(self.net, self.optimizer, loss_fn, level=self.amp_level, **kwargs)
+        self.train_net.set_train(True)
+        self.ema = EMA(self.net) if c.ema_decay > 0 else None
+        self.ema_net = create_model(c.arch, c.num_classes) if self.ema is not None else None
+        self.global_step = 0
+        self.start_epoch, self.start_step = 0, 0
+        if c.resume:
+            self._resume(c.resume)
+        _LOG.info("%s: %d parameters, amp %s, %d steps/epoch x %d epochs, global batch %d",
+                  arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
+                  self.amp_level, self.steps_per_epoch, c.epoch_size, c.train_batch_size * self.info.group_size)
+
+    def _state(self) -> List[Dict[str, Any]]:
+        """Everything a resume needs: weights, BN statistics, momenta, step, loss scale, EMA."""
+        params = list(self.net.get_parameters()) + list(self.optimizer.moments) + [self.optimizer.global_step]
+        scale = getattr(self.train_net, "scale_sense", None)
+        if isinstance(scale, ms.Parameter):
+            params.append(scale)
+        if self.ema is not None:
+            params += list(self.ema.shadow)
+        return [{"name": p.name, "data": p} for p in params]
+
+    def _resume(self, path: str) -> None:
+        entries = read_checkpoint(path)
+        if not any(k.startswith("moments.") for k in entries) or "epoch_num" not in entries:
+            raise UserError(f"checkpoint {path} has no optimizer state (written by another tool, or weights only): "
+                            f"it cannot be resumed exactly; use --pretrained {path} to start from its weights")
+        saved_steps = int(entries["steps_per_epoch"].asnumpy())
+        if saved_steps != self.steps_per_epoch:
+            raise UserError(f"checkpoint {path} was trained with {saved_steps} steps per epoch, this run has "
+                            f"{self.steps_per_epoch}: resume with the same dataset, batch size and device count")
+        load_weights(self.net, path)
+        own = {p.name: p for p in list(self.optimizer.moments) + [self.optimizer.global_step]}
+        scale = getattr(self.train_net, "scale_sense", None)
+        if isinstance(scale, ms.Parameter):
+            own[scale.name] = scale
+        if self.ema is not None:
+            own.update({p.name: p for p in self.ema.shadow})
+        for name, param in own.items():
+            if name in entries:
+                param.set_data(ms.Tensor(entries[name].asnumpy(), param.dtype))
+            elif not name.startswith("ema."):
+                raise UserError(f"checkpoint {path} lacks {name}: it cannot be resumed exactly")
+        self.start_epoch = int(entries["epoch_num"].asnumpy())
+        self.start_step = int(entries["step_num"].asnumpy())
+        self.global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+        if "best_top1" in entries:
+            self.best_top1 = float(entries["best_top1"].asnumpy())
+        expected = self.start_epoch * self.steps_per_epoch + self.start_step
+        if self.global_step != expected:
+            raise UserError(f"checkpoint {path} is inconsistent: global step {self.global_step} but epoch "
+                            f"{self.start_epoch} step {self.start_step} means {expected}")
+        _LOG.info("resumed from %s at epoch %d step %d (global step %d, lr %.6g)", path, self.start_epoch + 1,
+                  self.start_step, self.global_step, self.lr[min(self.global_step, len(self.lr) - 1)])
+
+    # -- checkpoints ----------------------------------------------------------
+    def _save(self, name: str, epoch_num: int, step_num: int, rotate: bool = False) -> Optional[Path]:
+        if not self.info.is_main:
+            return None
+        path = self.ckpt_dir / name
+        extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
+                 "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+        save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
+        if self.ema is not None:
+            ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
+            save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")))
+        if rotate:
+            self.saved.append(path)
+            while len(self.saved) > self.config.keep_checkpoint_max:
+                old = self.saved.pop(0)
+                for f in (old, old.with_name(old.stem + "-ema.ckpt")):
+                    if f.exists():
+                        f.unlink()
+        return path
+
+    # -- evaluation -------------------------------------------------------------
+    def _evaluate(self, epoch: int) -> None:
+        result = evaluate(self.net, self.val_set)
+        record = {"type": "eval", "epoch": epoch, **{k: result[k] for k in ("top1", "top5", "loss")}}
+        _LOG.info(format_result(f"eval epoch {epoch}", result))
+        if self.ema is not None:
+            own = {p.name: p for p in self.ema_net.get_parameters()}
+            for p in self.ema.shadow:
+                own[p.name[len("ema."):]].set_data(p.value())
+            ema_result = evaluate(self.ema_net, self.val_set)
+            record.update({f"ema_{k}": ema_result[k] for k in ("top1", "top5", "loss")})
+            _LOG.info(format_result(f"eval epoch {epoch} (EMA weights)", ema_result))
+        self.metrics.write(record)
+        if result["top1"] > self.best_top1:
+            self.best_top1 = result["top1"]
+            self._save(f"{arch_tag(self.config.arch)}-best.ckpt", epoch, 0)
+            _LOG.info("new best top-1 %.2f%% at epoch %d", 100 * self.best_top1, epoch)
+
+    # -- signals ----------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signal.Signals(signum).name
+        _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.stop_signal)
+
+    # -- loop -------------------------------------------------------------------
+    def run(self) -> int:
+        c = self.config
+        self._data()
+        self._model()
+        if self.info.is_main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
+            _LOG.info("run folder: %s", self.run_dir)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        batch_global = c.train_batch_size * self.info.group_size
+        total_steps = c.epoch_size * self.steps_per_epoch
+        data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
+        overflow_skipped = 0
+        last_good: Optional[Path] = None
+        run_start = time.time()
+        timed_steps, timed_seconds = 0, 0.0
+        for epoch in range(self.start_epoch, c.epoch_size):
+            first = self.start_step if epoch == self.start_epoch else 0
+            epoch_start = time.time()
+            losses = []
+            window_start, window_steps = time.time(), 0
+            for step in range(first, self.steps_per_epoch):
+                images, labels = next(data)
+                lr = float(self.lr[self.global_step])
+                step_start = time.time()
+                out = self.train_net(images, labels)
+                loss_t, overflow = (out[0], bool(out[1].asnumpy())) if isinstance(out, tuple) else (out, False)
+                loss = float(loss_t.asnumpy())
+                if self.ema is not None:
+                    self.ema(ms.Tensor(min(c.ema_decay, (1 + self.global_step) / (10 + self.global_step)), ms.float32))
+                self.global_step += 1
+                if overflow:
+                    overflow_skipped += 1
+                    _LOG.warning("loss scale overflow at epoch %d step %d: update skipped (%d so far)",
+                                 epoch + 1, step + 1, overflow_skipped)
+                elif not math.isfinite(loss):
+                    where = f"epoch {epoch + 1} step {step + 1} (global step {self.global_step}, lr {lr:.6g})"
+                    keep = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+                    raise TrainingStopped(f"loss became {loss} at {where}: training stopped; {keep}. "
+                                          "Lower --lr_init or check the data")
+                losses.append(loss)
+                step_seconds = time.time() - step_start
+                if self.global_step > 1 + self.start_epoch * self.steps_per_epoch + self.start_step:
+                    timed_steps += 1
+                    timed_seconds += step_seconds
+                else:
+                    _LOG.info("first step (graph compile included): %.1f s", step_seconds)
+                window_steps += 1
+                if (step + 1) % c.log_interval == 0 or step + 1 == self.steps_per_epoch:
+                    elapsed = time.time() - window_start
+                    per_step = timed_seconds / timed_steps if timed_steps else elapsed / max(window_steps, 1)
+                    record = {"type": "step", "epoch": epoch + 1, "step": step + 1, "global_step": self.global_step,
+                              "loss": loss, "lr": lr, "img_s": batch_global * window_steps / max(elapsed, 1e-9),
+                              "eta_s": per_step * (total_steps - self.global_step)}
+                    _LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6f %.1f img/s eta %s", epoch + 1, c.epoch_size,
+                              step + 1, self.steps_per_epoch, loss, lr, record["img_s"], format_seconds(record["eta_s"]))
+                    self.metrics.write(record)
+                    window_start, window_steps = time.time(), 0
+                if self.stop_signal:
+                    done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
+                    path = self._save(f"{arch_tag(c.arch)}-interrupted.ckpt", *done)
+                    print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step + 1}; resume with: "
+                          f"python train.py --resume {path} (plus the same options as this run)")
+                    return 0
+            epoch_seconds = time.time() - epoch_start
+            mean_loss = float(np.mean(losses)) if losses else float("nan")
+            _LOG.info("epoch %d/%d done: mean loss %.4f, %s, %.1f img/s", epoch + 1, c.epoch_size, mean_loss,
+                      format_seconds(epoch_seconds), batch_global * len(losses) / max(epoch_seconds, 1e-9))
+            self.metrics.write({"type": "epoch", "epoch": epoch + 1, "loss": mean_loss, "seconds": epoch_seconds,
+                                "lr": float(self.lr[self.global_step - 1]), "overflow_skipped": overflow_skipped})
+            last_epoch = epoch + 1 == c.epoch_size
+            if self.val_set is not None and ((epoch + 1) % c.eval_interval == 0 or last_epoch):
+                self._evaluate(epoch + 1)
+            if (epoch + 1) % c.save_checkpoint_epochs == 0 or last_epoch:
+                saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
+                                   rotate=True)
+                last_good = saved or last_good
+        _LOG.info("final weights sha1: %s", weights_digest(self.net))
+        if self.info.is_main:
+            self._plot()
+            best = f"best top-1 {100 * self.best_top1:.2f}%" if self.best_top1 >= 0 else "no evaluation"
+            print(f"training done: {c.epoch_size} epochs in {format_seconds(time.time() - run_start)}, {best}; "
+                  f"checkpoints in {self.ckpt_dir}")
+        return 0
+
+    def _plot(self) -> None:
+        try:
+            from src.plotting import plot_metrics
+            plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "metrics.png")
+        except ImportError:
+            _LOG.info("matplotlib not installed: no metrics.png (pip install matplotlib)")
+
+
+def train(config) -> int:
+    """train.py: run one training job from the resolved config."""
+    return Trainer(config).run()
