@@ -1,0 +1,195 @@
+"""Data side of the Ascend 310 pipeline: images -> binary inputs + labels, and result files -> top-1/top-5.
+
+Formats shared with ``ascend310_infer/`` (and its Python stand-in ``src/infer_runner.py``):
+- inputs: ``<pre_result_path>/img_data/<name>.bin``, one image as float32 C-order (3, H, W), already
+  through the evaluation transform (resize short side to image_size / crop_pct, centre crop, normalise);
+- labels: ``<pre_result_path>/imagenet_label.json``, ``{"<name>": class_index}``;
+- outputs: ``<result_path>/<name>_0.bin``, the float32 logits of that image (output 0 of the model).
+``<name>`` is the image file name without extension (prefixed with its class folder when two
+classes hold files of the same name).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from src.dataset import ImageList, find_classes, preprocess_image, scan_flat, scan_image_folder
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+INPUT_DIR = "img_data"
+LABEL_FILE = "imagenet_label.json"
+RESULT_SUFFIX = "_0.bin"
+IMAGENET_CLASSES = Path(__file__).resolve().parent / "imagenet_classes.txt"
+
+
+def _sample(names: Sequence[str], n: int = 3) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def imagenet_synsets() -> List[str]:
+    """The 1000 ImageNet synsets (n01440764, ...) in class-index order."""
+    return [line.split("\t", 1)[0] for line in IMAGENET_CLASSES.read_text().splitlines() if line.strip()]
+
+
+def scan_val(dataset_path: str, layout: str = "imagefolder", label_file: str = "", val_dir: str = "val",
+             num_classes: int = 1000) -> ImageList:
+    """The validation images of ``dataset_path`` (the val folder itself, or a root holding ``val_dir``)."""
+    if not dataset_path:
+        raise UserError("no --dataset_path given: pass the validation folder")
+    folder = Path(dataset_path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"dataset path not found: {folder}")
+    if (folder / val_dir).is_dir():
+        folder = folder / val_dir
+    if layout == "imagefolder":
+        return scan_image_folder(folder)
+    train = folder.parent / "train"
+    if train.is_dir():
+        classes = find_classes(train)
+    elif num_classes == 1000:
+        classes = imagenet_synsets()  # ImageNet labels given as synsets work without the train folder
+    else:
+        classes = [str(i) for i in range(num_classes)]
+    return scan_flat(folder, label_file, classes)
+
+
+def sample_names(images: ImageList) -> List[str]:
+    """File names without extension; prefixed with the class folder when names repeat across classes."""
+    stems = [Path(path).stem for path, _ in images.samples]
+    if len(set(stems)) == len(stems):
+        return stems
+    named = [f"{images.classes[label]}_{Path(path).stem}" for path, label in images.samples]
+    repeated = [n for n, c in Counter(named).items() if c > 1]
+    if repeated:
+        raise UserError(f"image names repeat inside one class of {images.root} ({_sample(repeated)}); "
+                        "rename them so every image has its own name")
+    _LOG.info("image names repeat across classes: inputs are named <class>_<file name>")
+    return named
+
+
+def preprocess_folder(images: ImageList, output_dir: str, image_size: int = 224, crop_pct: float = 0.875) -> Path:
+    """Write every image as a float32 CHW .bin plus the label JSON; stale inputs of an earlier run are removed."""
+    out = Path(output_dir)
+    data = out / INPUT_DIR
+    if data.exists():
+        _LOG.info("removing the inputs of an earlier run in %s", data)
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    names = sample_names(images)
+    labels: Dict[str, int] = {}
+    for i, (name, (path, label)) in enumerate(zip(names, images.samples), start=1):
+        preprocess_image(path, image_size, crop_pct).tofile(data / f"{name}.bin")
+        labels[name] = int(label)
+        if i % 1000 == 0:
+            _LOG.info("preprocessed %d / %d images", i, len(names))
+    label_path = out / LABEL_FILE
+    label_path.write_text(json.dumps(labels, indent=0, sort_keys=True) + "\n")
+    _LOG.info("wrote %d inputs (3x%dx%d float32) to %s and labels to %s", len(labels), image_size, image_size,
+              data, label_path)
+    return out
+
+
+def read_labels(label_path: str) -> Dict[str, int]:
+    """The ``{name: class_index}`` map written by preprocess.py."""
+    path = Path(label_path)
+    if not path.is_file():
+        raise UserError(f"label file not found: {path} (preprocess.py writes it; run the preprocessing first)")
+    try:
+        labels = json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"label file {path} is not valid JSON: {err}") from None
+    if not isinstance(labels, dict) or not labels:
+        raise UserError(f"label file {path} holds no labels: expected {{\"<image name>\": class_index, ...}}")
+    return {str(k): int(v) for k, v in labels.items()}
+
+
+def read_results(result_path: str) -> Dict[str, np.ndarray]:
+    """Logits per image name from ``<result_path>/<name>_0.bin``."""
+    folder = Path(result_path)
+    if not folder.is_dir():
+        raise UserError(f"result folder not found: {folder} (the inference step writes result_Files there)")
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(RESULT_SUFFIX))
+    if not files:
+        raise UserError(f"result folder {folder} is empty: no <name>{RESULT_SUFFIX} files (did inference run?)")
+    results = {f.name[:-len(RESULT_SUFFIX)]: np.fromfile(f, dtype=np.float32) for f in files}
+    sizes = Counter(v.size for v in results.values())
+    if len(sizes) > 1 or 0 in sizes:
+        odd = [n for n, v in results.items() if v.size != sizes.most_common(1)[0][0]]
+        raise UserError(f"result files in {folder} hold different numbers of logits ({dict(sizes)}); "
+                        f"odd ones: {_sample(odd)}")
+    return results
+
+
+@dataclass
+class Accuracy:
+    """Top-1 / top-5 accuracy over ``count`` images."""
+
+    top1: float
+    top5: float
+    count: int
+
+    def lines(self) -> List[str]:
+        """The acc.log lines, exactly as the model zoo's Ascend 310 scripts print them."""
+        return [f"Top1 acc:  {self.top1}", f"Top5 acc:  {self.top5}"]
+
+
+def accuracy(results: Dict[str, np.ndarray], labels: Dict[str, int], where: str = "result_Files") -> Accuracy:
+    """Top-1/top-5 of the logits against the labels; every labelled image must have a result and vice versa."""
+    missing = sorted(set(labels) - set(results))
+    extra = sorted(set(results) - set(labels))
+    if missing:
+        raise UserError(f"{len(missing)} labelled image(s) have no result in {where} ({_sample(missing)}): "
+                        "inference stopped early or ran on other inputs")
+    if extra:
+        raise UserError(f"{len(extra)} result(s) in {where} have no label ({_sample(extra)}): the results "
+                        "come from another dataset or an earlier run; clear the folder and rerun inference")
+    names = sorted(labels)
+    logits = np.stack([results[n] for n in names])
+    targets = np.array([labels[n] for n in names])
+    num_classes = logits.shape[1]
+    if targets.max() >= num_classes or targets.min() < 0:
+        raise UserError(f"labels go up to {targets.max()} but the results have {num_classes} logits: "
+                        "the model was exported for another --num_classes")
+    k = min(5, num_classes)
+    # stable sort: ties go to the lower class index, as argmax does
+    order = np.argsort(-logits, axis=1, kind="stable")
+    top1 = int(np.sum(order[:, 0] == targets))
+    top5 = int(np.sum(np.any(order[:, :k] == targets[:, None], axis=1)))
+    return Accuracy(top1 / len(names), top5 / len(names), len(names))
+
+
+def postprocess(result_path: str, label_path: str, acc_log: str = "") -> Accuracy:
+    """postprocess.py: accuracy of ``result_path`` against ``label_path``; also written to ``acc_log``."""
+    acc = accuracy(read_results(result_path), read_labels(label_path), result_path)
+    if acc_log:
+        Path(acc_log).parent.mkdir(parents=True, exist_ok=True)
+        Path(acc_log).write_text("\n".join(acc.lines()) + "\n")
+    return acc
+
+
+def preprocess_from_config(config) -> Path:
+    """preprocess.py: the validation folder of the config to ``config.pre_result_path``."""
+    images = scan_val(config.dataset_path, config.val_layout, config.val_label_file, config.val_dir,
+                      config.num_classes)
+    return preprocess_folder(images, config.pre_result_path, config.image_size, config.crop_pct)
+
+
+def label_path_of(pre_result_path: str) -> str:
+    """Where preprocess.py puts the labels."""
+    return str(Path(pre_result_path) / LABEL_FILE)
+
+
+def input_dir_of(pre_result_path: str) -> str:
+    """Where preprocess.py puts the binary inputs."""
+    return str(Path(pre_result_path) / INPUT_DIR)
+
