@@ -1,0 +1,248 @@
+"""Classify image files with a checkpoint, MINDIR or ONNX model, using the evaluation transform.
+
+    python predict.py photo.jpg more_photos/ --model proxylessnas_mobile.mindir [--json]
+
+Class names: the ImageNet names shipped in ``src/imagenet_classes.txt`` (1000 classes), the class
+folders of a custom ImageFolder dataset (``--class_names_from DIR``), or a names file (``--class_names``,
+one name per line in class-index order, optionally ``id<TAB>name``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+IMAGENET_CLASSES = Path(__file__).resolve().parent / "imagenet_classes.txt"
+MODEL_KINDS = {".ckpt": "checkpoint", ".mindir": "MINDIR", ".onnx": "ONNX"}
+
+
+@dataclass
+class ClassName:
+    """One class: its display name and, where known, an identifier (ImageNet synset, folder name)."""
+
+    name: str
+    ident: str = ""
+
+
+@dataclass
+class Model:
+    """A loaded classifier: float32 NCHW batch of one -> logits (1, num_classes)."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    kind: str
+    image_size: int
+    num_classes: Optional[int]
+
+
+def list_images(inputs: Sequence[str]) -> List[Path]:
+    """Image files named directly or found (recursively, sorted) in the folders given."""
+    from src.dataset import IMAGE_EXTENSIONS
+
+    found: List[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            inside = sorted(Path(d) / f for d, _, files in os.walk(path, followlinks=True) for f in files
+                            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+            if not inside:
+                raise UserError(f"no image files in folder {path}")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(f"image or folder not found: {path}")
+    if not found:
+        raise UserError("no images given: pass image files or folders")
+    return found
+
+
+def read_names_file(path: str) -> List[ClassName]:
+    """Class names from a file: one per line in class-index order, ``id<TAB>name`` or just ``name``."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"class names file not found: {file}")
+    names = []
+    for line in file.read_text().splitlines():
+        if not line.strip():
+            continue
+        ident, tab, name = line.partition("\t")
+        names.append(ClassName(name.strip(), ident.strip()) if tab else ClassName(line.strip()))
+    if not names:
+        raise UserError(f"class names file {file} is empty")
+    return names
+
+
+def class_names(num_classes: int, names_file: str = "", names_from: str = "") -> List[ClassName]:
+    """Names for the model's classes: folder names, a names file, ImageNet's for 1000 classes, else indices."""
+    if names_from:
+        from src.dataset import find_classes
+
+        folder = Path(names_from).expanduser()
+        if (folder / "train").is_dir():
+            folder = folder / "train"  # a dataset root: classes come from its training folders
+        names = [ClassName(c, c) for c in find_classes(folder)]
+        source = f"class folders of {folder}"
+    elif names_file:
+        names, source = read_names_file(names_file), f"names file {names_file}"
+    elif num_classes == 1000:
+        names, source = read_names_file(str(IMAGENET_CLASSES)), "ImageNet"
+    else:
+        return [ClassName(f"class {i}") for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise UserError(f"{source} gives {len(names)} classes but the model has {num_classes}: "
+                        "pass the names of the dataset the model was trained on")
+    return names
+
+
+def _checkpoint_classes(path: str) -> int:
+    from src.checkpoint import read_checkpoint, weights_of
+
+    weights = weights_of(read_checkpoint(path))
+    if "output.weight" not in weights:
+        raise UserError(f"checkpoint {path} has no classifier (output.weight): is it a ProxylessNAS checkpoint?")
+    return int(weights["output.weight"].shape[0])
+
+
+def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
+               image_size: int = 224) -> Model:
+    """Load a .ckpt (into ``arch``), .mindir or .onnx file as a classifier."""
+    file = Path(path).expanduser()
+    kind = MODEL_KINDS.get(file.suffix.lower())
+    if kind is None:
+        raise UserError(f"--model {file}: unknown model type {file.suffix!r}; use a .ckpt, .mindir or .onnx file")
+    if not file.is_file():
+        raise UserError(f"model not found: {file}")
+    if kind == "ONNX":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("ONNX models need onnxruntime: pip install onnxruntime") from None
+        try:
+            session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        except Exception as err:
+            raise UserError(f"cannot load {file} as ONNX: {str(err).strip().splitlines()[0]}") from None
+        spec = session.get_inputs()[0]
+        side = spec.shape[-1]
+        if isinstance(side, int) and side != image_size:
+            _LOG.info("%s takes %dx%d inputs: using image size %d", file, side, side, side)
+            image_size = side
+        outputs = session.get_outputs()[0].shape
+        return Model(lambda x: session.run(None, {spec.name: x})[0], kind, image_size,
+                     outputs[-1] if isinstance(outputs[-1], int) else None)
+
+    import mindspore as ms
+
+    ms.set_device("CPU")
+    if kind == "MINDIR":
+        from mindspore import nn
+
+        try:
+            graph = nn.GraphCell(ms.load(str(file)))
+        except Exception as err:
+            raise UserError(f"cannot load {file} as MINDIR: {str(err).strip().splitlines()[0]}") from None
+        return Model(lambda x: graph(ms.Tensor(x)).asnumpy(), kind, image_size, None)
+
+    from src import create_model
+    from src.checkpoint import load_weights
+
+    classes = num_classes or _checkpoint_classes(str(file))
+    net = create_model(arch, num_classes=classes)
+    load_weights(net, str(file))
+    net.set_train(False)
+    return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size, classes)
+
+
+def top_k(logits: np.ndarray, k: int) -> List[Tuple[int, float]]:
+    """The k best (class index, softmax probability) of one logits vector, best first."""
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-logits, kind="stable")[:k]
+    return [(int(i), float(probs[i])) for i in order]
+
+
+def predict(images: Sequence[Path], model: Model, names_file: str = "", names_from: str = "", topk: int = 5,
+            crop_pct: float = 0.875) -> List[dict]:
+    """Top-k predictions of every image: ``[{"image", "top": [{"rank", "index", "name", "id", "probability"}]}]``."""
+    from src.dataset import preprocess_image
+
+    names: Optional[List[ClassName]] = None
+    results = []
+    for path in images:
+        x = preprocess_image(str(path), model.image_size, crop_pct)[None]
+        try:
+            logits = model.run(x)
+        except Exception as err:
+            raise UserError(f"the {model.kind} model cannot run a 1x3x{model.image_size}x{model.image_size} input "
+                            f"(exported for another --image_size?): {str(err).strip().splitlines()[0]}") from None
+        logits = np.asarray(logits).reshape(-1)
+        if names is None:
+            names = class_names(logits.size, names_file, names_from)
+        top = [{"rank": r, "index": i, "name": names[i].name, "id": names[i].ident, "probability": round(p, 6)}
+               for r, (i, p) in enumerate(top_k(logits, topk), start=1)]
+        results.append({"image": str(path), "top": top})
+    return results
+
+
+def format_text(results: Sequence[dict]) -> str:
+    """Human-readable top-k lists, one block per image."""
+    lines = []
+    for result in results:
+        lines.append(result["image"])
+        for entry in result["top"]:
+            ident = f" [{entry['id']}]" if entry["id"] and entry["id"] != entry["name"] else ""
+            index = f"  (class {entry['index']})" if entry["name"] != f"class {entry['index']}" else ""
+            lines.append(f"  {entry['rank']}. {entry['probability']:7.2%}  {entry['name']}{ident}{index}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """predict.py command line; a user mistake is one line and exit 2."""
+    from src.model_utils.device import configure_environment
+
+    parser = argparse.ArgumentParser(prog="predict.py", description="Classify images with a ProxylessNAS "
+                                     "checkpoint (.ckpt), MINDIR or ONNX model; prints the top classes.")
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    parser.add_argument("--model", required=True, help=".ckpt, .mindir or .onnx file")
+    parser.add_argument("--arch", default="proxylessnas_mobile", help="network of a .ckpt (default %(default)s)")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="classes of a .ckpt (default: read from the checkpoint)")
+    parser.add_argument("--image_size", type=int, default=224,
+                        help="input side (default %(default)s; an ONNX model's own size wins)")
+    parser.add_argument("--crop_pct", type=float, default=0.875, help="centre-crop fraction (default %(default)s)")
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument("--class_names", default="", help="names file: one class per line, optionally id<TAB>name")
+    names.add_argument("--class_names_from", default="", help="ImageFolder dataset whose class folders name the classes")
+    parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    # logs go to stderr so that stdout holds only the result (JSON stays parseable)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+    configure_environment("CPU")
+    try:
+        if args.topk < 1:
+            raise UserError(f"--topk must be >= 1, got {args.topk}")
+        if args.image_size < 32 or args.image_size % 32:
+            raise UserError(f"--image_size must be a multiple of 32 and at least 32, got {args.image_size}")
+        if not 0 < args.crop_pct <= 1:
+            raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
+        images = list_images(args.inputs)
+        model = open_model(args.model, args.arch, args.num_classes, args.image_size)
+        results = predict(images, model, args.class_names, args.class_names_from, args.topk, args.crop_pct)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(results, indent=2) if args.json else format_text(results))
+    return 0
