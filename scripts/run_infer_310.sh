@@ -60,6 +60,11 @@ TIME_RESULT="$WORK/time_Result"
 [[ "$BACKEND" == "ascend" || "$BACKEND" == "python" ]] || fail "INFER_BACKEND must be ascend or python, got '$BACKEND'"
 command -v "$PYTHON" >/dev/null || fail "PYTHON=$PYTHON not found; set PYTHON to the interpreter with the requirements"
 
+ASCEND_HOME=${ASCEND_HOME:-/usr/local/Ascend}
+if [[ "$BACKEND" == "ascend" && ! -d "$ASCEND_HOME" ]]; then
+    fail "no Ascend toolkit at $ASCEND_HOME (set ASCEND_HOME); on a host without Ascend run with INFER_BACKEND=python"
+fi
+
 echo "mindir: $MODEL"
 echo "dataset: $DATASET_NAME at $DATASET_PATH"
 echo "preprocess: $NEED_PREPROCESS, backend: $BACKEND, device id: $DEVICE_ID, image size: $IMAGE_SIZE"
@@ -80,8 +85,6 @@ fi
 rm -rf "$RESULT" "$TIME_RESULT"
 mkdir -p "$RESULT" "$TIME_RESULT"
 if [[ "$BACKEND" == "ascend" ]]; then
-    ASCEND_HOME=${ASCEND_HOME:-/usr/local/Ascend}
-    [[ -d "$ASCEND_HOME" ]] || fail "no Ascend toolkit at $ASCEND_HOME (set ASCEND_HOME); on a host without Ascend run with INFER_BACKEND=python"
     for env_script in "$ASCEND_HOME/ascend-toolkit/set_env.sh" "$ASCEND_HOME/latest/set_env.sh"; do
         if [[ -f "$env_script" ]]; then
             set +u  # vendor script reads unset variables
