@@ -1,0 +1,1 @@
+"""Standalone tools (weights conversion)."""
