@@ -31,3 +31,33 @@ def official_config(variant: str) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more")
+
+
+def make_image_folder(root: Path, classes=("cat", "dog"), n_train: int = 4, n_val: int = 2, size=(40, 52),
+                      seed: int = 0) -> Path:
+    """A tiny ImageFolder dataset (root/train/<class>/*.jpg, root/val/<class>/*.jpg) of random colour images.
+
+    Each class has its own mean colour so a network can tell them apart.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("val", n_val)):
+        for c, name in enumerate(classes):
+            folder = Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                base = np.array([60 + 120 * (c % 2), 60 + 60 * (c % 3), 200 - 100 * (c % 2)])
+                pixels = np.clip(base + rng.normal(0, 30, (size[0], size[1], 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}_{i}.jpg", quality=90)
+    return Path(root)
+
+
+def run_script(args, cwd=None, timeout=600, env=None):
+    """Run `python <script> args...` from the repository root; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd or ROOT), capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
