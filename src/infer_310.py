@@ -170,7 +170,8 @@ def accuracy(results: Dict[str, np.ndarray], labels: Dict[str, int], where: str 
 
 def postprocess(result_path: str, label_path: str, acc_log: str = "") -> Accuracy:
     """postprocess.py: accuracy of ``result_path`` against ``label_path``; also written to ``acc_log``."""
-    acc = accuracy(read_results(result_path), read_labels(label_path), result_path)
+    labels = read_labels(label_path)
+    acc = accuracy(read_results(result_path), labels, result_path)
     if acc_log:
         Path(acc_log).parent.mkdir(parents=True, exist_ok=True)
         Path(acc_log).write_text("\n".join(acc.lines()) + "\n")
