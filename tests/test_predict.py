@@ -1,0 +1,117 @@
+"""predict.py: known answers from a set classifier, agreement of .ckpt/MINDIR/ONNX with a direct forward, errors."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ms = pytest.importorskip("mindspore")
+
+from src import create_model  # noqa: E402
+from src.checkpoint import params_list, save_checkpoint_atomic  # noqa: E402
+from src.dataset import preprocess_image  # noqa: E402
+from src.predict import main  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name in ("b.jpg", "a.png", "sub/c.jpg"):
+        (root / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(root / name)
+    return root
+
+
+def known_checkpoint(path, num_classes, bias):
+    """A checkpoint whose answer ignores the image: zero classifier weights, logits = bias."""
+    net = create_model("proxylessnas_mobile", num_classes=num_classes)
+    net.output.weight.set_data(ms.Tensor(np.zeros(net.output.weight.shape, np.float32)))
+    net.output.bias.set_data(ms.Tensor(np.asarray(bias, np.float32)))
+    return save_checkpoint_atomic(params_list(net), str(path))
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_known_answer_with_class_folder_names(tmp_path, images, capsys):
+    for name in ("zebra", "ant", "cat", "dog"):  # ImageFolder classes are the sorted folder names
+        (tmp_path / "data" / "train" / name).mkdir(parents=True)
+    ckpt = known_checkpoint(tmp_path / "k.ckpt", 4, [0.0, 1.0, 3.0, 2.0])
+    code, out, _ = run(capsys, images / "a.png", "--model", ckpt, "--image_size", SIZE,
+                       "--class_names_from", tmp_path / "data", "--json", "--topk", 3)
+    assert code == 0
+    (result,) = json.loads(out)
+    probs = np.exp([0.0, 1.0, 3.0, 2.0]) / np.exp([0.0, 1.0, 3.0, 2.0]).sum()
+    assert result["image"] == str(images / "a.png")
+    assert [(e["index"], e["name"]) for e in result["top"]] == [(2, "dog"), (3, "zebra"), (1, "cat")]
+    assert [e["probability"] for e in result["top"]] == pytest.approx(probs[[2, 3, 1]], abs=1e-6)
+
+
+def test_imagenet_names_in_text_output(tmp_path, images, capsys):
+    bias = np.zeros(1000, np.float32)
+    bias[281], bias[285], bias[0] = 5.0, 4.0, 3.0
+    ckpt = known_checkpoint(tmp_path / "in.ckpt", 1000, bias)
+    code, out, _ = run(capsys, images / "sub", "--model", ckpt, "--image_size", SIZE)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == str(images / "sub" / "c.jpg") and len(lines) == 6
+    assert lines[1].startswith("  1. ") and lines[1].endswith("tabby, tabby cat [n02123045]  (class 281)")
+    assert "Egyptian cat [n02124075]" in lines[2] and "tench, Tinca tinca" in lines[3]
+
+
+@pytest.mark.parametrize("file_format", ["MINDIR", "ONNX"])
+def test_exported_models_agree_with_a_direct_forward(tmp_path, images, capsys, file_format):
+    if file_format == "ONNX":
+        pytest.importorskip("onnxruntime")
+    from src.export import export_network
+
+    ms.set_device("CPU")
+    ms.set_seed(0)
+    net = create_model("proxylessnas_mobile", num_classes=6)
+    net.set_train(False)
+    batch = np.stack([preprocess_image(str(p), SIZE) for p in sorted(images.rglob("*.*"))])
+    features = net.forward_features(ms.Tensor(batch)).asnumpy()
+    weight = np.random.default_rng(1).standard_normal((6, features.shape[1])) / features.std()
+    net.output.weight.set_data(ms.Tensor(weight.astype(np.float32)))
+    model = export_network(net, str(tmp_path / "m"), file_format, image_size=SIZE).path
+    ckpt = save_checkpoint_atomic(params_list(net), str(tmp_path / "m.ckpt"))
+    for path in (model, ckpt):
+        code, out, err = run(capsys, images, "--model", path, "--image_size", SIZE, "--json")
+        assert code == 0, err
+        results = json.loads(out)
+        assert [r["image"] for r in results] == [str(images / n) for n in ("a.png", "b.jpg", "sub/c.jpg")]
+        for result in results:
+            logits = net(ms.Tensor(preprocess_image(result["image"], SIZE)[None])).asnumpy()[0]
+            probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            # compared by value, not by index order alone: two nearly equal logits may swap between runtimes
+            assert [e["probability"] for e in result["top"]] == pytest.approx(np.sort(probs)[::-1][:5], abs=1e-5)
+            assert [probs[e["index"]] for e in result["top"]] == pytest.approx(np.sort(probs)[::-1][:5], abs=1e-5)
+            assert result["top"][0]["name"] == f"class {result['top'][0]['index']}"
+
+
+def test_bad_inputs_are_one_line(tmp_path, images, capsys):
+    ckpt = known_checkpoint(tmp_path / "k.ckpt", 3, [0, 1, 2])
+    cases = [
+        ((tmp_path / "none.jpg", "--model", ckpt), f"error: image or folder not found: {tmp_path / 'none.jpg'}"),
+        ((images, "--model", tmp_path / "m.pt"), "error: --model"),
+        ((images, "--model", tmp_path / "none.mindir"), f"error: model not found: {tmp_path / 'none.mindir'}"),
+        ((images, "--model", ckpt, "--image_size", SIZE, "--class_names_from", images),
+         f"error: class folders of {images} gives 1 classes but the model has 3"),
+        ((images, "--model", ckpt, "--topk", 0), "error: --topk must be >= 1"),
+    ]
+    (tmp_path / "empty").mkdir()
+    cases.append(((tmp_path / "empty", "--model", ckpt), f"error: no image files in folder {tmp_path / 'empty'}"))
+    bad = tmp_path / "bad.mindir"
+    bad.write_bytes(b"not a model")
+    cases.append(((images, "--model", bad), f"error: cannot load {bad} as MINDIR"))
+    for args, message in cases:
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "", args
+        error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and error_lines[0].startswith(message), (args, err)
