@@ -227,6 +227,7 @@ run_msrun() {
         return 0
     fi
     mkdir -p "$WORKER_STATUS_DIR"
+    rm -f "$WORKER_STATUS_DIR"/rank_*  # left by an earlier attempt with this RUN_NAME
     note "worker logs: $LOG_DIR/worker_<rank>.log"
     local rc=0
     run_logged "$LOG_DIR/msrun.log" "${LAUNCH_CMD[@]}" || rc=$?
