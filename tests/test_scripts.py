@@ -327,3 +327,37 @@ def test_failed_worker_sees_a_killed_rank(tmp_path):
     (tmp_path / "rank_2.pid").write_text(f"{dead.pid}\n")
     (tmp_path / "rank_2.exit").write_text("0\n")
     assert msrun_worker.failed_worker(str(tmp_path)).startswith("rank 1 ")
+
+
+# ---------------------------------------------------------------------------
+# Rank-table launch for real, with a stand-in interpreter (no Ascend needed)
+# ---------------------------------------------------------------------------
+def fake_python(place, body):
+    """A PYTHON that runs BODY for the training ranks (RANK_ID set) and is the real python otherwise."""
+    shim = place / "fake_python"
+    shim.write_text(f'#!/bin/sh\nif [ -z "${{RANK_ID:-}}" ]; then exec "{sys.executable}" "$@"; fi\n{body}\n')
+    shim.chmod(0o755)
+    return str(shim)
+
+
+def test_rank_table_launch_waits_for_every_rank(place):
+    python = fake_python(place, 'echo "rank $RANK_ID device $DEVICE_ID of $RANK_SIZE: $*"; exit 0')
+    result = run_script("run_distribute_train_for_ascend.sh", "hccl_4p.json", "data", "--epoch_size", "1",
+                        cwd=place, PYTHON=python, RUN_NAME="ok")
+    assert result.returncode == 0, result.stderr
+    assert "all 4 ranks finished" in result.stderr
+    for rank in range(4):
+        log = (place / "out" / "logs" / "ok" / f"rank_{rank}.log").read_text()
+        assert log.startswith(f"rank {rank} device {4 + rank} of 4: {TRAIN} --device_target Ascend")
+        assert log.rstrip().endswith("--epoch_size 1")
+
+
+def test_rank_table_launch_names_the_failed_rank_and_stops_the_others(place):
+    python = fake_python(place, 'if [ "$RANK_ID" = 2 ]; then echo boom; exit 3; fi\nexec sleep 60')
+    result = run_script("run_distribute_train_for_ascend.sh", "hccl_4p.json", "data", cwd=place, PYTHON=python,
+                        RUN_NAME="bad")
+    log = place / "out" / "logs" / "bad" / "rank_2.log"
+    assert result.returncode == 1
+    assert f"FAILED: rank 2 (device 6) exited with code 3; log: {log}" in result.stderr
+    assert log.read_text().strip() == "boom"
+    assert "stopping process" in result.stderr  # the sleeping ranks were ended, not left behind
