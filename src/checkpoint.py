@@ -16,9 +16,11 @@ _LOG = logging.getLogger(__name__)
 
 # Prefixes that wrappers (WithLossCell, TrainOneStepCell, EMA copies) put before network names.
 _WRAPPER_PREFIXES = ("network._backbone.", "_backbone.", "network.", "backbone.", "net.")
+# Progress that train.py stores beside the weights (see src/trainer.py).
+TRAIN_STATE_KEYS = ("epoch_num", "step_num", "steps_per_epoch", "best_top1", "num_classes")
 # Keys of optimizer and training state, not weights.
 _STATE_PREFIXES = ("moments.", "accum.", "stat.", "ema.", "scale_sense", "learning_rate", "global_step",
-                   "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num")
+                   "current_iterator_step", "last_overflow_iterator_step") + TRAIN_STATE_KEYS
 CLASSIFIER = ("output.weight", "output.bias")
 
 
@@ -65,12 +67,11 @@ def _sample(names: Iterable[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + more
 
 
-def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "") -> Dict[str, Any]:
+def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "") -> None:
     """Load a checkpoint's weights into ``net`` strictly (every parameter filled, shapes equal).
 
     With ``allow_new_classifier`` a classifier of another size is left at its fresh
     initialisation (fine-tuning to a new ``num_classes``); otherwise it is an error.
-    Returns the non-weight entries of the file (epoch, step, ...) as Python values.
     """
     entries = read_checkpoint(path)
     weights = weights_of(entries, prefix)
@@ -99,7 +100,6 @@ def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, pr
     for name, value in weights.items():
         own[name].set_data(ms.Tensor(value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value),
                                      own[name].dtype))
-    return {k: v for k, v in entries.items() if k not in weights and not k.startswith(_STATE_PREFIXES[:5])}
 
 
 def save_checkpoint_atomic(params: Any, path: str, append_dict: Optional[Dict[str, Any]] = None) -> str:

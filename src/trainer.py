@@ -277,6 +277,10 @@ class Trainer:
             _LOG.info("new best top-1 %.2f%% at epoch %d", 100 * self.best_top1, epoch)
 
     # -- signals ----------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signal.Signals(signum).name
         _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.stop_signal)
@@ -289,11 +293,10 @@ class Trainer:
         if self.info.is_main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
             _LOG.info("run folder: %s", self.run_dir)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
         batch_global = c.train_batch_size * self.info.group_size
         total_steps = c.epoch_size * self.steps_per_epoch
         data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
+        self._install_signal_handlers()  # after the iterator: the data pipeline installs handlers of its own
         overflow_skipped = 0
         last_good: Optional[Path] = None
         run_start = time.time()
@@ -329,6 +332,7 @@ class Trainer:
                     timed_seconds += step_seconds
                 else:
                     _LOG.info("first step (graph compile included): %.1f s", step_seconds)
+                    self._install_signal_handlers()  # the compiled runtime may have replaced them
                 window_steps += 1
                 if (step + 1) % c.log_interval == 0 or step + 1 == self.steps_per_epoch:
                     elapsed = time.time() - window_start

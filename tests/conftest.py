@@ -44,6 +44,8 @@ def make_image_folder(root: Path, classes=("cat", "dog"), n_train: int = 4, n_va
 
     rng = np.random.default_rng(seed)
     for split, count in (("train", n_train), ("val", n_val)):
+        if count == 0:
+            continue
         for c, name in enumerate(classes):
             folder = Path(root) / split / name
             folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,218 @@
+"""Data: layouts, class mapping, robust decoding, bad files, transforms, sharding."""
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder
+from src.dataset import (check_images, create_dataset, decode_image, eval_ops, fill_to, preprocess_image, read_image,
+                         resize_size, scan_split, shard, split_dir)
+from src.errors import UserError
+from src.model_utils.config import get_config
+
+
+def cfg(path, *extra):
+    return get_config(["--device_target", "CPU", "--dataset_path", str(path), "--image_size", "32",
+                       "--work_nums", "1", *extra])
+
+
+# ---------------------------------------------------------------- layouts
+def test_image_folder_layout_and_class_indices(tmp_path):
+    root = make_image_folder(tmp_path, classes=("zebra", "ant", "moth"), n_train=3, n_val=2)
+    train = scan_split(cfg(root), "train")
+    assert train.classes == ["ant", "moth", "zebra"] and len(train) == 9
+    assert {Path(p).parent.name: label for p, label in train.samples} == {"ant": 0, "moth": 1, "zebra": 2}
+    val = scan_split(cfg(root), "val", train.classes)
+    assert len(val) == 6 and {Path(p).parent.name: label for p, label in val.samples} == {"ant": 0, "moth": 1, "zebra": 2}
+
+
+def test_path_ending_in_split_is_used_as_is(tmp_path):
+    root = make_image_folder(tmp_path / "imagenet")
+    assert split_dir(str(root / "train"), "train") == root / "train"
+    assert split_dir(str(root / "val"), "val") == root / "val"
+    assert split_dir(str(root / "train"), "val") == root / "val"
+    assert split_dir(str(root), "val") == root / "val"
+
+
+def test_val_classes_must_match_train(tmp_path):
+    root = make_image_folder(tmp_path, classes=("a", "b", "c"))
+    train = scan_split(cfg(root), "train")
+    for f in (root / "val" / "c").iterdir():
+        f.unlink()
+    (root / "val" / "c").rmdir()
+    (root / "val" / "d").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "val" / "d" / "x.jpg")
+    with pytest.raises(UserError, match=r"differ from the training classes: missing \['c'\], extra \['d'\]"):
+        scan_split(cfg(root), "val", train.classes)
+
+
+def test_flat_validation_layout_with_synsets_or_indices(tmp_path):
+    root = make_image_folder(tmp_path, classes=("n01", "n02"), n_val=0)
+    flat = root / "val"
+    flat.mkdir()
+    for i, colour in enumerate(["red", "blue", "green"]):
+        Image.new("RGB", (20, 20), colour).save(flat / f"ILSVRC_val_{i:03d}.JPEG")
+    labels = tmp_path / "gt.txt"
+    labels.write_text("n02\nn01\nn02\n")
+    c = cfg(root, "--val_layout", "flat", "--val_label_file", str(labels), "--num_classes", "2")
+    val = scan_split(c, "val", ["n01", "n02"])
+    assert [label for _, label in val.samples] == [1, 0, 1]
+    labels.write_text("1\n0\n1\n")
+    assert [label for _, label in scan_split(c, "val", ["n01", "n02"]).samples] == [1, 0, 1]
+    assert [label for _, label in scan_split(c, "val", None).samples] == [1, 0, 1]
+    labels.write_text("1\n0\n")
+    with pytest.raises(UserError, match="has 2 labels but .* has 3 images"):
+        scan_split(c, "val", ["n01", "n02"])
+    labels.write_text("1\n0\nn99\n")
+    with pytest.raises(UserError, match="label 'n99' for ILSVRC_val_002.JPEG"):
+        scan_split(c, "val", ["n01", "n02"])
+
+
+@pytest.mark.parametrize("setup,match", [
+    (lambda root: None, "dataset path not found"),
+    (lambda root: root.mkdir(), "dataset folder not found: .*train"),
+    (lambda root: (root / "train").mkdir(parents=True), "no class folders in .*train"),
+    (lambda root: (root / "train" / "a").mkdir(parents=True), "no images in"),
+])
+def test_missing_or_empty_dataset(tmp_path, setup, match):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(UserError, match=match):
+        scan_split(cfg(root), "train")
+
+
+def test_no_dataset_given():
+    with pytest.raises(UserError, match="no dataset given: pass --dataset_path"):
+        scan_split(get_config(["--device_target", "CPU"]), "train")
+
+
+# ---------------------------------------------------------------- decoding
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,make", [
+    ("grayscale jpeg", lambda: _encode(Image.new("L", (30, 20), 128), "JPEG")),
+    ("cmyk jpeg", lambda: _encode(Image.new("CMYK", (30, 20), (0, 255, 255, 0)), "JPEG")),
+    ("rgb png", lambda: _encode(Image.new("RGB", (30, 20), (10, 200, 30)), "PNG")),
+    ("16-bit png", lambda: _encode(Image.fromarray(np.full((20, 30), 65535, np.uint16)), "PNG")),
+    ("palette png with transparency", lambda: _encode(Image.new("P", (30, 20), 0), "PNG", transparency=0)),
+    ("rgba png", lambda: _encode(Image.new("RGBA", (30, 20), (255, 0, 0, 255)), "PNG")),
+    ("1x1 image", lambda: _encode(Image.new("RGB", (1, 1), (1, 2, 3)), "PNG")),
+])
+def test_decodes_to_rgb_uint8(name, make):
+    arr = decode_image(make())
+    assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3, name
+
+
+def test_decoded_colours_are_right():
+    assert tuple(decode_image(_encode(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"))[4, 4]) == pytest.approx((255, 0, 0), abs=3)
+    assert tuple(decode_image(_encode(Image.fromarray(np.full((4, 4), 65535, np.uint16)), "PNG"))[0, 0]) == (255, 255, 255)
+    assert tuple(decode_image(_encode(Image.new("P", (4, 4), 0), "PNG", transparency=0))[0, 0]) == (255, 255, 255)
+
+
+def test_mislabeled_extension_decodes(tmp_path):
+    path = tmp_path / "actually_png.JPEG"
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(path, "PNG")
+    assert tuple(read_image(str(path))[0, 0]) == (0, 0, 255)
+
+
+def test_large_jpeg_decodes_reduced_for_eval(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (12000, 12000), (200, 100, 50)).save(path, quality=50)
+    arr = read_image(str(path), min_side=resize_size(224, 0.875))
+    assert min(arr.shape[:2]) >= 256 and max(arr.shape[:2]) <= 3000  # draft mode: decoded at 1/8 scale
+    assert preprocess_image(str(path), 224).shape == (3, 224, 224)
+
+
+def _bad_files(folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.JPEG").write_text("this is not an image\n")
+    good = _encode(Image.new("RGB", (64, 64), (9, 9, 9)), "JPEG")
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    return ["zero.jpg", "text.JPEG", "truncated.jpg"]
+
+
+def test_bad_images_stop_before_training_naming_the_file(tmp_path):
+    root = make_image_folder(tmp_path, n_train=2)
+    _bad_files(root / "train" / "cat")
+    train = scan_split(cfg(root), "train")
+    with pytest.raises(UserError, match=r"cannot decode image .*(zero|text|truncated)\.(jpg|JPEG).*--skip_bad_images true"):
+        check_images(train, skip_bad=False)
+
+
+def test_bad_images_skipped_with_warning_and_count(tmp_path, caplog):
+    root = make_image_folder(tmp_path, n_train=2)
+    bad = _bad_files(root / "train" / "cat")
+    train = scan_split(cfg(root), "train")
+    with caplog.at_level(logging.WARNING):
+        kept = check_images(train, skip_bad=True)
+    assert len(kept) == 4 and sorted(Path(p).name for p in kept.skipped) == sorted(bad)
+    for name in bad:
+        assert name in caplog.text
+    assert "skipped 3 undecodable image(s) of 7" in caplog.text
+
+
+def test_read_image_names_bad_file(tmp_path):
+    _bad_files(tmp_path)
+    with pytest.raises(UserError, match=r"cannot decode image .*text\.JPEG"):
+        read_image(str(tmp_path / "text.JPEG"))
+    with pytest.raises(UserError, match="image not found"):
+        read_image(str(tmp_path / "nope.jpg"))
+
+
+# ---------------------------------------------------------------- transforms and pipelines
+def test_eval_transform_is_resize_centre_crop_normalise(tmp_path):
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[:, 48:] = 255  # right half white
+    path = tmp_path / "half.png"
+    Image.fromarray(img).save(path)
+    out = preprocess_image(str(path), image_size=32, crop_pct=0.5)  # short side 64 -> 64, crop 32 at the centre
+    assert out.shape == (3, 32, 32) and out.dtype == np.float32
+    black = (0 - 0.485) / 0.229
+    white = (1 - 0.485) / 0.229
+    assert out[0, :, :14] == pytest.approx(black, abs=1e-3) and out[0, :, 18:] == pytest.approx(white, abs=1e-3)
+    assert resize_size(224, 0.875) == 256
+
+
+def test_train_and_eval_pipelines_shapes(tmp_path):
+    root = make_image_folder(tmp_path, n_train=5, n_val=3)
+    c = cfg(root, "--cutout_length", "8", "--auto_augment", "randaugment")
+    train = scan_split(c, "train")
+    batches = list(create_dataset(train, c, training=True, batch_size=4).create_tuple_iterator(num_epochs=1))
+    assert len(batches) == 2 and batches[0][0].shape == (4, 3, 32, 32)  # 10 images, last partial batch dropped
+    val = scan_split(c, "val", train.classes)
+    batches = list(create_dataset(val, c, training=False, batch_size=4).create_tuple_iterator(num_epochs=1))
+    assert [b[0].shape[0] for b in batches] == [4, 2]
+    labels = np.concatenate([b[1].asnumpy() for b in batches])
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_cutout_zeroes_a_square():
+    from src.dataset import train_ops
+    c = get_config(["--image_size", "32", "--cutout_length", "16", "--random_flip", "false", "--color_jitter", "0",
+                    "--min_crop_scale", "1.0"])
+    img = np.full((32, 32, 3), 200, np.uint8)
+    for op in train_ops(c):
+        img = op(img)
+    normalised_fill = (200 / 255 - 0.485) / 0.229
+    zero = np.isclose(img, 0).all(axis=0)
+    assert zero.sum() >= 8 * 8 and np.isclose(img[0][~zero], normalised_fill, atol=1e-3).all()
+
+
+def test_shards_are_disjoint_equal_and_cover(tmp_path):
+    root = make_image_folder(tmp_path, classes=("a", "b", "c"), n_train=5)
+    train = scan_split(cfg(root), "train")  # 15 images
+    parts = [shard(train, r, 3, seed=1) for r in range(3)]
+    assert [len(p) for p in parts] == [5, 5, 5]
+    paths = [set(p for p, _ in part.samples) for part in parts]
+    assert not (paths[0] & paths[1]) and not (paths[1] & paths[2]) and len(set.union(*paths)) == 15
+    two = [shard(train, r, 2, seed=1) for r in range(2)]
+    assert [len(p) for p in two] == [7, 7]  # equal sizes: one image left out, never an uneven step count
+    assert len(fill_to(two[0], 9)) == 9

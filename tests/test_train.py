@@ -1,0 +1,181 @@
+"""train.py and eval.py end to end on tiny image folders: outputs, resume, interruption, failures."""
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, make_image_folder, run_script
+
+TINY = ["--device_target", "CPU", "--num_classes", "2", "--image_size", "32", "--train_batch_size", "2",
+        "--val_batch_size", "3", "--work_nums", "1", "--warmup_epochs", "1", "--lr_init", "0.05", "--log_interval", "1",
+        "--cutout", "false"]
+
+
+def read_metrics(run_dir: Path):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def steps_of(records):
+    return [(r["global_step"], round(r["lr"], 9)) for r in records if r["type"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("data"), n_train=4, n_val=3)
+
+
+@pytest.fixture(scope="module")
+def baseline(data, tmp_path_factory):
+    """An uninterrupted run: 3 epochs x 4 steps, evaluation every epoch."""
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", out,
+                       "--run_name", "base"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "base", proc
+
+
+def test_run_writes_checkpoints_metrics_config_and_plot(baseline):
+    run_dir, proc = baseline
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert ckpts == ["proxylessnas_mobile-1_4.ckpt", "proxylessnas_mobile-2_4.ckpt", "proxylessnas_mobile-3_4.ckpt",
+                     "proxylessnas_mobile-best.ckpt"]
+    records = read_metrics(run_dir)
+    assert [r["global_step"] for r in records if r["type"] == "step"] == list(range(1, 13))
+    assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3]
+    assert all({"loss", "lr", "img_s", "eta_s"} <= set(r) for r in records if r["type"] == "step")
+    config = (run_dir / "config.yaml").read_text()
+    assert "epoch_size: 3" in config and "image_size: 32" in config
+    assert (run_dir / "metrics.png").stat().st_size > 10_000
+    assert "epoch 2/3 step 4/4 loss" in proc.stdout and "img/s eta" in proc.stdout
+    assert "training done: 3 epochs" in proc.stdout
+
+
+def test_lr_in_metrics_follows_the_schedule(baseline):
+    from src.lr_generator import get_lr
+    expected = get_lr(0.05, 3, 4, warmup_epochs=1)
+    assert [lr for _, lr in steps_of(read_metrics(baseline[0]))] == pytest.approx(expected.tolist(), rel=1e-6)
+
+
+def test_resume_continues_step_count_and_lr_exactly(baseline, data):
+    run_dir, _ = baseline
+    out = run_dir.parent
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", out,
+                       "--run_name", "resumed", "--resume", run_dir / "checkpoints" / "proxylessnas_mobile-1_4.ckpt"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout and "at epoch 2 step 0 (global step 4" in proc.stdout
+    resumed = steps_of(read_metrics(out / "resumed"))
+    assert resumed == steps_of(read_metrics(run_dir))[4:]
+
+
+def test_eval_matches_an_independent_computation(baseline, data, tmp_path):
+    ckpt = baseline[0] / "checkpoints" / "proxylessnas_mobile-3_4.ckpt"
+    out_json = tmp_path / "eval.json"
+    proc = run_script(["eval.py", *TINY, "--dataset_path", data, "--checkpoint_path", ckpt, "--eval_output", out_json])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out_json.read_text())["results"][str(ckpt)]
+    assert proc.stdout.strip().splitlines()[-1].startswith(f"{ckpt}: top-1 {100 * result['top1']:.2f}%")
+
+    import mindspore as ms
+    from src import create_model
+    from src.checkpoint import load_weights
+    from src.dataset import preprocess_image
+    net = create_model("proxylessnas_mobile", num_classes=2)
+    load_weights(net, str(ckpt))
+    net.set_train(False)
+    paths = sorted((Path(data) / "val").glob("*/*.jpg"))
+    labels = np.array([0 if p.parent.name == "cat" else 1 for p in paths])
+    x = np.stack([preprocess_image(str(p), 32) for p in paths])
+    logits = net(ms.Tensor(x)).asnumpy().astype(np.float64)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert result["count"] == len(paths) == 6
+    assert result["top1"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
+    assert result["top5"] == pytest.approx(1.0)  # two classes: always within the top 5
+    assert result["loss"] == pytest.approx(float(-log_prob[np.arange(6), labels].mean()), rel=1e-4)
+
+
+def test_eval_a_folder_names_the_best(baseline, data):
+    proc = run_script(["eval.py", *TINY, "--dataset_path", data, "--checkpoint_path", baseline[0] / "checkpoints"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((baseline[0] / "checkpoints" / "eval_results.json").read_text())
+    assert len(summary["results"]) == 4
+    assert proc.stdout.strip().splitlines()[-1].startswith(f"best {summary['best']}: top-1")
+
+
+def test_pretrained_with_other_num_classes_reinitialises_classifier(baseline, tmp_path):
+    data3 = make_image_folder(tmp_path / "d3", classes=("a", "b", "c"), n_train=2, n_val=0)
+    proc = run_script(["train.py", *TINY, "--num_classes", "3", "--dataset_path", data3, "--epoch_size", "1",
+                       "--steps_per_epoch", "1", "--save_ckpt_path", tmp_path, "--run_name", "ft",
+                       "--pretrained", baseline[0] / "checkpoints" / "proxylessnas_mobile-best.ckpt"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "classifier re-initialised: checkpoint has 2 classes, this run 3" in proc.stdout
+
+
+def test_sigint_saves_a_resumable_checkpoint_and_resume_finishes_the_schedule(data, tmp_path):
+    args = ["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", tmp_path,
+            "--eval_interval", "0"]
+    proc = subprocess.Popen([sys.executable, *map(str, args), "--run_name", "int"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "epoch 1/3 step 2/4" in line:
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 0, "".join(lines)[-3000:]
+    text = "".join(lines)
+    # MindSpore's runtime turns a SIGINT into a SIGTERM to the process; both stop the run the same way
+    assert re.search(r"SIG(INT|TERM) received: stopping after this step and saving a checkpoint", text), text[-1500:]
+    ckpt = tmp_path / "int" / "checkpoints" / "proxylessnas_mobile-interrupted.ckpt"
+    assert f"resume with: python train.py --resume {ckpt}" in text
+    done_before = max(r["global_step"] for r in read_metrics(tmp_path / "int") if r["type"] == "step")
+    proc2 = run_script([*args, "--resume", ckpt])  # continues inside the same run folder
+    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
+    steps = steps_of(read_metrics(tmp_path / "int"))
+    from src.lr_generator import get_lr
+    assert [s for s, _ in steps] == list(range(1, done_before + 1)) + list(range(done_before + 1, 13))
+    assert [lr for _, lr in steps] == pytest.approx(get_lr(0.05, 3, 4, warmup_epochs=1).tolist(), rel=1e-6)
+
+
+def test_non_finite_loss_stops_naming_step_and_lr(data, tmp_path):
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", tmp_path,
+                       "--run_name", "nan", "--lr_init", "1e30", "--warmup_epochs", "0", "--eval_interval", "0"])
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss became nan at epoch") or last.startswith("error: loss became inf at epoch"), last
+    assert re.search(r"\(global step \d+, lr [0-9.]+e\+(29|30)\)", last) and "Lower --lr_init" in last
+
+
+def test_existing_run_folder_is_not_overwritten(baseline, data):
+    out = baseline[0].parent
+    before = (baseline[0] / "metrics.jsonl").read_bytes()
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "base"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: run folder {baseline[0]} already exists: pick another --run_name, "
+                                   "or pass --overwrite true")
+    assert (baseline[0] / "metrics.jsonl").read_bytes() == before
+
+
+def test_unwritable_output_is_reported_before_training(data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", blocker / "runs"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"error: cannot write to the run folder {blocker}/runs/")
+    assert "choose a writable --save_ckpt_path" in proc.stderr
+
+
+def test_resume_needs_optimizer_state(baseline, data, tmp_path):
+    import mindspore as ms
+    from src import create_model
+    weights_only = tmp_path / "weights.ckpt"
+    ms.save_checkpoint(create_model("proxylessnas_mobile", num_classes=2), str(weights_only))
+    proc = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", tmp_path, "--run_name", "r",
+                       "--resume", weights_only])
+    assert proc.returncode == 2
+    assert f"checkpoint {weights_only} has no optimizer state" in proc.stderr
+    assert f"use --pretrained {weights_only}" in proc.stderr
