@@ -131,6 +131,20 @@ prepare_run() {
     note "logs: $LOG_DIR"
 }
 
+# Distributed runs: the launcher on the node of rank 0 refuses a run folder that is already in use, and the
+# ranks get --overwrite true.  train.py's own check is made by rank 0 after init(), when the other ranks
+# may already have written their data shards there (it would then refuse its own run).
+check_run_dir_unused() {
+    local overwrite
+    overwrite="$(option_value overwrite false)"
+    case "${overwrite,,}" in true | 1 | yes | on) return 0 ;; esac
+    [ -z "$(option_value resume "")" ] || return 0
+    if [ -d "$RUN_DIR" ] && [ -n "$(ls -A "$RUN_DIR")" ]; then
+        fail "run folder $RUN_DIR already exists: choose another RUN_NAME, or pass --overwrite true"
+    fi
+    return 0
+}
+
 # The exact command line, shell-quoted, as it would be typed.
 quote_cmd() {
     local out="" word
@@ -215,6 +229,7 @@ build_msrun() {
     [ -n "${CLUSTER_TIME_OUT:-}" ] && LAUNCH_CMD+=("--cluster_time_out=$CLUSTER_TIME_OUT")
     LAUNCH_CMD+=("--log_dir=$LOG_DIR" "--join=True" "--tail_worker_log=${TAIL_WORKER_LOG:-$FIRST_RANK}"
                  "$SCRIPTS_DIR/msrun_worker.py" "$@")
+    [ "$FIRST_RANK" -ne 0 ] || check_run_dir_unused
 }
 
 # run_msrun: run LAUNCH_CMD; on failure name the rank(s) that failed, from the exit codes msrun_worker.py records.

@@ -74,7 +74,8 @@ stop_ranks() {
 
 split_args 2 "$@"
 LAUNCHER="${LAUNCHER:-ranktable}"
-TRAIN_ARGS=("$REPO_ROOT/train.py" --device_target Ascend --run_distribute true)
+# --overwrite true: the launcher checks the run folder itself (see check_run_dir_unused in common.sh).
+TRAIN_ARGS=("$REPO_ROOT/train.py" --device_target Ascend --run_distribute true --overwrite true)
 
 case "$LAUNCHER" in
     ranktable)
@@ -89,6 +90,7 @@ case "$LAUNCHER" in
         done < <(sed '1d' <<< "$TABLE")
         prepare_run "ascend-x$RANK_SIZE"
         note "run folder: $RUN_DIR"
+        case " ${RANKS[*]} " in *" 0 "*) check_run_dir_unused ;; esac
         export RANK_TABLE_FILE RANK_SIZE
         export HCCL_CONNECT_TIMEOUT="${HCCL_CONNECT_TIMEOUT:-600}"
         trap 'stop_ranks; exit 130' INT TERM

@@ -24,7 +24,8 @@ if [ -z "${DEVICE_NUM:-}" ]; then
 fi
 require_positive DEVICE_NUM "$DEVICE_NUM"
 LAUNCHER="${LAUNCHER:-msrun}"
-TRAIN_ARGS=("$REPO_ROOT/train.py" --device_target GPU --run_distribute true
+# --overwrite true: the launcher checks the run folder itself (see check_run_dir_unused in common.sh).
+TRAIN_ARGS=("$REPO_ROOT/train.py" --device_target GPU --run_distribute true --overwrite true
             --dataset_path "$DATASET_PATH")
 
 case "$LAUNCHER" in
@@ -41,6 +42,7 @@ case "$LAUNCHER" in
         require_positive WORKER_NUM "$MPI_PROCS"
         prepare_run "gpu-x$MPI_PROCS"
         note "run folder: $RUN_DIR"
+        check_run_dir_unused
         LAUNCH_CMD=(mpirun -n "$MPI_PROCS" --output-filename "$LOG_DIR" --merge-stderr-to-stdout)
         [ "$(id -u)" = "0" ] && LAUNCH_CMD+=(--allow-run-as-root)
         [ -n "${HOSTFILE:-}" ] && LAUNCH_CMD+=(--hostfile "$(require_file HOSTFILE "$HOSTFILE")")

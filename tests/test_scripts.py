@@ -235,6 +235,28 @@ def test_a_broken_rank_table_is_rejected(place):
     assert result.returncode == 2 and "RANK_TABLE_FILE=" in result.stderr
 
 
+@pytest.mark.parametrize("name,first,env", [
+    ("run_distribute_train_for_cpu.sh", "2", {}),
+    ("run_distribute_train_for_gpu.sh", None, {"LAUNCHER": "mpirun"}),
+    ("run_distribute_train_for_ascend.sh", "hccl_4p.json", {}),
+    ("run_distribute_train_for_ascend.sh", "4", {"LAUNCHER": "msrun"}),
+])
+def test_distributed_launch_refuses_a_used_run_folder(name, first, env, place):
+    # Checked once by the launcher: train.py's own check, made by rank 0 after init(), can see the shard
+    # lists the other ranks already wrote.  So the ranks themselves get --overwrite true.
+    (place / "out" / "taken").mkdir(parents=True)
+    (place / "out" / "taken" / "metrics.jsonl").write_text("{}\n")
+    args = [a for a in (first, "data") if a]
+    result = run_script(name, *args, cwd=place, DRY_RUN="1", RUN_NAME="taken", MSRUN="msrun", **env)
+    assert result.returncode == 2 and f"run folder {place / 'out' / 'taken'} already exists" in result.stderr
+    for extra in (["--overwrite", "true"], ["--resume", "x.ckpt"]):
+        result = run_script(name, *args, *extra, cwd=place, DRY_RUN="1", RUN_NAME="taken", MSRUN="msrun", **env)
+        assert result.returncode == 0, result.stderr
+    result = run_script(name, *args, cwd=place, DRY_RUN="1", RUN_NAME="fresh", MSRUN="msrun", **env)
+    for line in commands(result):
+        assert "--overwrite true" in " ".join(line)
+
+
 def msrun_line(result):
     [line] = commands(result)
     env, argv = env_and_argv(line)
@@ -268,6 +290,9 @@ def test_gpu_msrun_command_uses_the_visible_devices(place):
 
 
 def test_gpu_msrun_multi_node(place):
+    # node 1 may start after node 0's rank 0 created the (shared) run folder: only node 0 checks it
+    (place / "out" / "big").mkdir(parents=True)
+    (place / "out" / "big" / "train.log").write_text("started\n")
     env, argv, flags, task = msrun_line(run_script(
         "run_distribute_train_for_gpu.sh", "data", cwd=place, DRY_RUN="1", MSRUN="msrun", DEVICE_NUM="8",
         WORKER_NUM="16", NODE_RANK="1", MASTER_ADDR="10.0.0.1", MASTER_PORT="8200", RUN_NAME="big"))
