@@ -49,7 +49,9 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
             return ckpt.parent.parent  # resuming continues the run the checkpoint came from
     name = config.run_name or f"{arch_tag(config.arch)}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.save_ckpt_path).expanduser().resolve() / name
-    if info.is_main and run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite and not config.resume:
+    # other ranks may already have written their shard lists into shards/: that is not an earlier run
+    in_use = run_dir.exists() and any(p.name != "shards" for p in run_dir.iterdir())
+    if info.is_main and in_use and not config.overwrite and not config.resume:
         raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
     if info.is_main:
         try:
