@@ -179,3 +179,25 @@ def test_resume_needs_optimizer_state(baseline, data, tmp_path):
     assert proc.returncode == 2
     assert f"checkpoint {weights_only} has no optimizer state" in proc.stderr
     assert f"use --pretrained {weights_only}" in proc.stderr
+
+
+def test_kill_9_then_resume_from_last_checkpoint_finishes_the_same_schedule(data, tmp_path):
+    args = ["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", tmp_path,
+            "--eval_interval", "0"]
+    proc = subprocess.Popen([sys.executable, *map(str, args), "--run_name", "k9"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "epoch 2/3 step 2/4" in line:
+            proc.kill()  # SIGKILL: no handler, no goodbye
+            break
+    proc.wait(timeout=60)
+    ckpt_dir = tmp_path / "k9" / "checkpoints"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["proxylessnas_mobile-1_4.ckpt"]
+    proc2 = run_script([*args, "--resume", ckpt_dir / "proxylessnas_mobile-1_4.ckpt"])
+    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
+    steps = steps_of(read_metrics(tmp_path / "k9"))
+    from src.lr_generator import get_lr
+    schedule = get_lr(0.05, 3, 4, warmup_epochs=1).tolist()
+    resumed = steps[-8:]  # the killed run logged steps 1..6, the resumed one 5..12
+    assert [s for s, _ in resumed] == list(range(5, 13))
+    assert [lr for _, lr in resumed] == pytest.approx(schedule[4:], rel=1e-6)
