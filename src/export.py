@@ -3,6 +3,10 @@
 The file is written under a temporary name, loaded back and run on a random input next to the
 network; only when the outputs agree is it moved to its final name, so a failed export never
 replaces a good file.
+
+By default the exported graph has every BatchNorm folded into the conv before it
+(:func:`src.fuse.fold_batchnorm`): fewer operators, the same outputs.  The reload check still
+compares the file against the original, unfolded network.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class ExportResult:
     max_abs_diff: Optional[float]  # None when the format cannot be run here (no onnxruntime)
     tolerance: float
     replaced: bool
+    folded_bn: bool = False
 
 
 def output_path(file_name: str, file_format: str) -> Path:
@@ -95,8 +100,8 @@ def _written_file(stem: Path, ext: str) -> Path:
 
 
 def export_network(net, file_name: str, file_format: str = "MINDIR", batch_size: int = 1, image_size: int = 224,
-                   dynamic_batch: bool = False, seed: int = 0) -> ExportResult:
-    """Export ``net`` (in eval mode), reload the file, compare on a random input and install it at its final name."""
+                   dynamic_batch: bool = False, seed: int = 0, fold_bn: bool = True) -> ExportResult:
+    """Export ``net`` (in eval mode, BN folded unless ``fold_bn`` is False), reload, compare with ``net``, install."""
     import mindspore as ms
 
     file_format = file_format.upper()
@@ -114,11 +119,17 @@ def export_network(net, file_name: str, file_format: str = "MINDIR", batch_size:
     x = np.random.default_rng(seed).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
     reference = net(ms.Tensor(x)).asnumpy()
     example = ms.Tensor(shape=[None, 3, image_size, image_size], dtype=ms.float32) if dynamic_batch else ms.Tensor(x)
+    if fold_bn:
+        from src.fuse import fold_batchnorm
+
+        exported = fold_batchnorm(net)
+    else:
+        exported = net
 
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
     try:
         stem = work / final.stem
-        ms.export(net, example, file_name=str(stem), file_format=file_format)
+        ms.export(exported, example, file_name=str(stem), file_format=file_format)
         written = _written_file(stem, EXTENSIONS[file_format])
         tolerance = tolerance_for(reference)
         if file_format == "MINDIR":
@@ -152,7 +163,7 @@ def export_network(net, file_name: str, file_format: str = "MINDIR", batch_size:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shape = ("N" if dynamic_batch else batch_size, 3, image_size, image_size)
-    return ExportResult(final, file_format, shape, max_diff, tolerance, replaced)
+    return ExportResult(final, file_format, shape, max_diff, tolerance, replaced, fold_bn)
 
 
 def export_from_config(config) -> ExportResult:
@@ -170,7 +181,7 @@ def export_from_config(config) -> ExportResult:
     net = create_model(config.arch, num_classes=config.num_classes)
     load_weights(net, config.checkpoint)
     return export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
-                          config.dynamic_batch)
+                          config.dynamic_batch, fold_bn=config.get("fold_bn", True))
 
 
 def describe(result: ExportResult) -> str:
@@ -180,4 +191,5 @@ def describe(result: ExportResult) -> str:
         check = "not verified (no runtime for this format here)"
     else:
         check = f"reloaded and compared: max |difference| {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
-    return f"exported {result.path} ({result.file_format}, input {shape}); {check}"
+    folded = "; BatchNorm folded into the convs" if result.folded_bn else ""
+    return f"exported {result.path} ({result.file_format}, input {shape}); {check}{folded}"

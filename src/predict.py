@@ -115,8 +115,8 @@ def _checkpoint_classes(path: str) -> int:
 
 
 def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
-               image_size: int = 224) -> Model:
-    """Load a .ckpt (into ``arch``), .mindir or .onnx file as a classifier."""
+               image_size: int = 224, fold_bn: bool = True) -> Model:
+    """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file."""
     file = Path(path).expanduser()
     kind = MODEL_KINDS.get(file.suffix.lower())
     if kind is None:
@@ -160,6 +160,10 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
     net = create_model(arch, num_classes=classes)
     load_weights(net, str(file))
     net.set_train(False)
+    if fold_bn:
+        from src.fuse import fold_batchnorm
+
+        net = fold_batchnorm(net)  # same logits (tests/test_fuse.py), fewer operators per image
     return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size, classes)
 
 

@@ -118,3 +118,25 @@ def test_missing_checkpoint_is_one_line(tmp_path):
     run = _script("--device_target", "CPU", "--checkpoint", tmp_path / "none.ckpt", cwd=tmp_path)
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_onnx_export_folds_batchnorm_by_default(net, tmp_path, fold_bn):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    kwargs = {} if fold_bn else {"fold_bn": False}
+    result = export_network(net, str(tmp_path / "m"), "ONNX", image_size=SIZE, **kwargs)
+    assert result.folded_bn is fold_bn
+    assert result.max_abs_diff is not None and result.max_abs_diff <= result.tolerance  # vs the unfolded net
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert ("BatchNormalization" in ops) is not fold_bn
+    assert "Conv" in ops
+
+
+def test_mindir_export_without_folding_still_matches(net, tmp_path):
+    folded = export_network(net, str(tmp_path / "folded"), "MINDIR", image_size=SIZE)
+    plain = export_network(net, str(tmp_path / "plain"), "MINDIR", image_size=SIZE, fold_bn=False)
+    assert folded.folded_bn and not plain.folded_bn
+    assert b"BatchNorm" in plain.path.read_bytes() and b"BatchNorm" not in folded.path.read_bytes()
+    x = np.random.default_rng(10).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    np.testing.assert_allclose(run_mindir(folded.path, x), run_mindir(plain.path, x), rtol=1e-4, atol=1e-4)

@@ -115,3 +115,22 @@ def test_bad_inputs_are_one_line(tmp_path, images, capsys):
         assert code == 2 and out == "", args
         error_lines = [line for line in err.splitlines() if line.startswith("error:")]
         assert len(error_lines) == 1 and error_lines[0].startswith(message), (args, err)
+
+
+def test_checkpoint_model_folds_batchnorm_with_the_same_logits(tmp_path):
+    from src.predict import open_model
+
+    ms.set_device("CPU")
+    net = create_model("proxylessnas_mobile", num_classes=5)
+    rng = np.random.default_rng(4)
+    for p in net.get_parameters():
+        if p.name.endswith(("gamma", "moving_variance")):
+            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+        elif p.name.endswith(("beta", "moving_mean")):
+            p.set_data(ms.Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+    ckpt = save_checkpoint_atomic(params_list(net), str(tmp_path / "bn.ckpt"))
+    x = rng.standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    folded = open_model(ckpt, image_size=SIZE).run(x)
+    plain = open_model(ckpt, image_size=SIZE, fold_bn=False).run(x)
+    assert np.abs(plain).max() > 0
+    assert np.abs(folded - plain).max() <= 1e-4 * np.abs(plain).max()
