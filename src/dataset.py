@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,7 +325,10 @@ def create_dataset(images: ImageList, config, training: bool, batch_size: int, r
 
     workers = max(1, min(config.work_nums, os.cpu_count() or 1))
     shuffle = training if shuffle is None else shuffle
-    min_side = 0 if training else resize_size(config.image_size, config.crop_pct)
+    # JPEGs may be decoded at 1/2, 1/4 or 1/8 scale as long as even the smallest random crop (or the eval
+    # resize) still has image_size pixels: a 12000x12000 photo then costs as much as a 1500x1500 one
+    min_side = (int(math.ceil(config.image_size / math.sqrt(config.min_crop_scale))) if training
+                else resize_size(config.image_size, config.crop_pct))
     dataset = ds.GeneratorDataset(_ImageSource(images.samples, min_side), column_names=["image", "label"],
                                   shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
                                   shard_id=rank if group_size > 1 else None, num_parallel_workers=workers,

@@ -203,7 +203,11 @@ def test_cutout_zeroes_a_square():
         img = op(img)
     normalised_fill = (200 / 255 - 0.485) / 0.229
     zero = np.isclose(img, 0).all(axis=0)
-    assert zero.sum() >= 8 * 8 and np.isclose(img[0][~zero], normalised_fill, atol=1e-3).all()
+    rows, cols = np.flatnonzero(zero.any(axis=1)), np.flatnonzero(zero.any(axis=0))
+    # one axis-aligned patch of at most 16x16 (clipped at the border), everything else untouched
+    assert 0 < len(rows) <= 16 and 0 < len(cols) <= 16
+    assert zero[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all() and zero.sum() == len(rows) * len(cols)
+    assert np.isclose(img[0][~zero], normalised_fill, atol=1e-3).all()
 
 
 def test_shards_are_disjoint_equal_and_cover(tmp_path):

@@ -44,7 +44,9 @@ def init_context(config) -> ParallelInfo:
         return ParallelInfo()
     from mindspore.communication import get_group_size, get_rank, init
 
-    ms.set_device(config.device_target)
+    # rank-table launches give each process its device in DEVICE_ID; msrun assigns devices itself
+    rank_table_device = os.environ.get("DEVICE_ID") if os.environ.get("RANK_TABLE_FILE") else None
+    ms.set_device(config.device_target, int(rank_table_device) if rank_table_device else None)
     init()
     info = ParallelInfo(rank=get_rank(), group_size=get_group_size())
     ms.reset_auto_parallel_context()
