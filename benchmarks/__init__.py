@@ -1,0 +1,1 @@
+"""Side-by-side speed measurements of this project (see benchmarks/run.py)."""

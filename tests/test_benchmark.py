@@ -1,0 +1,100 @@
+"""benchmarks/run.py: runs end to end in --quick mode and writes well-formed JSON and markdown.
+
+Only structure and positivity are checked: speed is judged on the benchmark's own output, never here.
+"""
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, run_script
+
+sys.path.insert(0, str(ROOT))
+from benchmarks import run as bench  # noqa: E402
+
+INFER_ROWS = {"infer_mindspore": ("folded", "plain"), "infer_mindir": ("folded", "plain"),
+              "infer_onnxruntime": ("folded", "plain"), "infer_torch": ("eager",)}
+
+
+def _positive_timing(node):
+    assert node["median_ms"] > 0 and node["p90_ms"] >= node["median_ms"] and node["first_call_s"] > 0
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_and_markdown(tmp_path):
+    run = run_script(["benchmarks/run.py", "--quick", "--out", tmp_path, "--name", "quick"], timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    assert results["machine"]["cores"] >= 1 and results["machine"]["versions"]["mindspore"]
+    assert len(results["load_average_before"]) == 3 and len(results["load_average_after"]) == 3
+    sections = results["sections"]
+    assert set(sections) == set(bench.SECTIONS)
+    for name, node in sections.items():
+        assert "failed" not in node, f"{name}: {node.get('failed')}"
+    for name, kinds in INFER_ROWS.items():
+        if "skipped" in sections[name]:
+            continue
+        for kind in kinds:
+            _positive_timing(sections[name][kind]["batch1"])
+            assert sections[name][kind]["batchN"]["img_per_s"] > 0
+    for name in ("train_mindspore", "train_torch"):
+        if "skipped" not in sections[name]:
+            _positive_timing(sections[name])
+            assert sections[name]["img_per_s"] > 0 and sections[name]["peak_rss_mb"] > 0
+    for key in ("train_w1", "train_w2", "eval_w1", "eval_w2"):
+        assert sections["data"][key]["img_per_s"] > 0
+    # same weights everywhere: every runner's logits agree with PyTorch's
+    if "skipped" not in sections["infer_torch"]:
+        assert results["logits_vs_torch_rel"] and max(results["logits_vs_torch_rel"].values()) < 1e-3
+    markdown = (tmp_path / "quick.md").read_text()
+    assert markdown == bench.markdown_report(results)
+    assert "| MindSpore, this project (GRAPH) |" in markdown and "| PyTorch eager (eval, no_grad) |" in markdown
+    assert run.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'quick.json'}, {tmp_path / 'quick.md'}"
+
+
+def fake_results(skipped=()):
+    timing = {"first_call_s": 1.0, "median_ms": 10.0, "p90_ms": 12.0, "mean_ms": 10.5, "iters": 4}
+    infer = {"batch1": timing, "batchN": {**timing, "batch": 8, "img_per_s": 800.0}}
+    sections = {
+        "train_mindspore": {**timing, "img_per_s": 30.0, "peak_rss_mb": 900.0, "batch": 8},
+        "train_torch": {**timing, "img_per_s": 15.0, "peak_rss_mb": 700.0, "batch": 8},
+        "infer_mindspore": {"folded": infer, "plain": infer}, "infer_mindir": {"folded": infer, "plain": infer},
+        "infer_onnxruntime": {"folded": infer, "plain": infer}, "infer_torch": {"eager": infer},
+        "data": {"images": 8, "jpeg_size": [500, 375], **{f"{s}_w{w}": {"img_per_s": 50.0}
+                                                          for s in ("train", "eval") for w in (1, 2)}},
+    }
+    for name in skipped:
+        sections[name] = {"skipped": "torch not installed (pip install torch)"}
+    settings = dict(arch="proxylessnas_mobile", batch=8, image_size=64, isa="AVX2", jit_level="", threads=0,
+                    graph_kernel=False, quick=False)
+    return {"date": "2024-01-01", "machine": {"cpu": "test cpu", "cores": 2, "versions": {"mindspore": "2.10.0"}},
+            "settings": settings, "load_average_before": [0.1, 0.1, 0.1], "load_average_after": [0.2, 0.2, 0.2],
+            "sections": sections, "logits_vs_torch_rel": {"mindspore_folded": 1e-5}}
+
+
+def test_markdown_ratios_against_pytorch():
+    markdown = bench.markdown_report(fake_results())
+    assert "| MindSpore, this project (GRAPH) | 30.0 | 2.00x |" in markdown
+    assert "| PyTorch eager | 15.0 | 1.00x |" in markdown
+    assert "| MindSpore GRAPH, BN folded (predict.py) | 10.00 | 12.00 | 1.00x | 800.0 | 1.00x | 1.00 | 1.0e-05 |" \
+        in markdown
+    assert "test cpu, 2 cores" in markdown
+
+
+def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "_installed", lambda module: module != "torch")
+    args = bench.parse_args(["--quick"])
+    assert bench.run_section("train_torch", args, tmp_path) == {
+        "skipped": "torch not installed (pip install torch)"}
+    markdown = bench.markdown_report(fake_results(skipped=("train_torch", "infer_torch")))
+    assert "| PyTorch eager | skipped: torch not installed (pip install torch) |" in markdown
+    assert "| MindSpore, this project (GRAPH) | 30.0 | - |" in markdown
+
+
+def test_arguments_are_checked():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sections", "train_mindspore,nonsense"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--image_size", "100"])
+    args = bench.parse_args(["--sections", "infer_onnxruntime"])
+    assert args.sections == {"infer_onnxruntime", "export", "weights"}
