@@ -33,6 +33,18 @@ def configure_environment(device_target: str) -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 
+def _set_device(target: str, device_id=None) -> None:
+    import mindspore as ms
+
+    try:
+        ms.set_device(target, device_id)
+    except RuntimeError:
+        # the runtime of this process already started (several jobs in one process, e.g. tests):
+        # fine when it runs on the requested device
+        if ms.get_context("device_target") != target:
+            raise
+
+
 def init_context(config) -> ParallelInfo:
     """Set the MindSpore context from the config; start communication only for distributed runs."""
     configure_environment(config.device_target)
@@ -40,13 +52,13 @@ def init_context(config) -> ParallelInfo:
 
     ms.set_context(mode=ms.GRAPH_MODE if config.mode == "GRAPH" else ms.PYNATIVE_MODE)
     if not config.get("run_distribute"):
-        ms.set_device(config.device_target, config.device_id if config.device_target != "CPU" else None)
+        _set_device(config.device_target, config.device_id if config.device_target != "CPU" else None)
         return ParallelInfo()
     from mindspore.communication import get_group_size, get_rank, init
 
     # rank-table launches give each process its device in DEVICE_ID; msrun assigns devices itself
     rank_table_device = os.environ.get("DEVICE_ID") if os.environ.get("RANK_TABLE_FILE") else None
-    ms.set_device(config.device_target, int(rank_table_device) if rank_table_device else None)
+    _set_device(config.device_target, int(rank_table_device) if rank_table_device else None)
     init()
     info = ParallelInfo(rank=get_rank(), group_size=get_group_size())
     ms.reset_auto_parallel_context()
