@@ -53,7 +53,8 @@ def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, 
     import mindspore as ms
     from mindspore import nn
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     try:
         graph = nn.GraphCell(ms.load(str(mindir)))
     except Exception as err:  # MindSpore raises RuntimeError/ValueError with multi-line texts

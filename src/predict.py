@@ -143,7 +143,8 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
 
     import mindspore as ms
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     if kind == "MINDIR":
         from mindspore import nn
 

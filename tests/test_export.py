@@ -34,7 +34,8 @@ def scaled_net(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def net():
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     return scaled_net()
 
 

@@ -172,7 +172,8 @@ def test_full_pipeline_python_backend_reproduces_the_accuracy(tmp_path):
     from src.export import export_network
     from src.infer_310 import scan_val
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     data = make_image_folder(tmp_path / "data")
     # a network whose predictions differ between images: unit-scale logits from the pooled features
     net = create_model("proxylessnas_mobile", num_classes=len(CLASSES))

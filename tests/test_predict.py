@@ -71,7 +71,8 @@ def test_exported_models_agree_with_a_direct_forward(tmp_path, images, capsys, f
         pytest.importorskip("onnxruntime")
     from src.export import export_network
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     ms.set_seed(0)
     net = create_model("proxylessnas_mobile", num_classes=6)
     net.set_train(False)
@@ -120,7 +121,8 @@ def test_bad_inputs_are_one_line(tmp_path, images, capsys):
 def test_checkpoint_model_folds_batchnorm_with_the_same_logits(tmp_path):
     from src.predict import open_model
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     net = create_model("proxylessnas_mobile", num_classes=5)
     rng = np.random.default_rng(4)
     for p in net.get_parameters():

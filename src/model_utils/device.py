@@ -33,7 +33,8 @@ def configure_environment(device_target: str) -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 
-def _set_device(target: str, device_id=None) -> None:
+def set_device(target: str, device_id=None) -> None:
+    """``mindspore.set_device`` that accepts a process whose runtime already runs on that device."""
     import mindspore as ms
 
     try:
@@ -52,13 +53,13 @@ def init_context(config) -> ParallelInfo:
 
     ms.set_context(mode=ms.GRAPH_MODE if config.mode == "GRAPH" else ms.PYNATIVE_MODE)
     if not config.get("run_distribute"):
-        _set_device(config.device_target, config.device_id if config.device_target != "CPU" else None)
+        set_device(config.device_target, config.device_id if config.device_target != "CPU" else None)
         return ParallelInfo()
     from mindspore.communication import get_group_size, get_rank, init
 
     # rank-table launches give each process its device in DEVICE_ID; msrun assigns devices itself
     rank_table_device = os.environ.get("DEVICE_ID") if os.environ.get("RANK_TABLE_FILE") else None
-    _set_device(config.device_target, int(rank_table_device) if rank_table_device else None)
+    set_device(config.device_target, int(rank_table_device) if rank_table_device else None)
     init()
     info = ParallelInfo(rank=get_rank(), group_size=get_group_size())
     ms.reset_auto_parallel_context()
