@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -131,7 +132,10 @@ class Trainer:
             logging.getLogger().addHandler(handler)
         self.stop_signal: Optional[str] = None
         self.best_top1 = -1.0
-        self.saved: List[Path] = []
+        # epoch checkpoints already in the folder (a resumed run) count towards keep_checkpoint_max
+        pattern = re.compile(rf"{re.escape(arch_tag(config.arch))}-(\d+)_\d+\.ckpt$")
+        found = [(int(m.group(1)), p) for p in self.ckpt_dir.glob("*.ckpt") if (m := pattern.match(p.name))]
+        self.saved: List[Path] = [p for _, p in sorted(found)]
 
     # -- data ---------------------------------------------------------------
     def _data(self) -> None:
