@@ -183,7 +183,7 @@ def test_resume_needs_optimizer_state(baseline, data, tmp_path):
 
 def test_kill_9_then_resume_from_last_checkpoint_finishes_the_same_schedule(data, tmp_path):
     args = ["train.py", *TINY, "--dataset_path", data, "--epoch_size", "3", "--save_ckpt_path", tmp_path,
-            "--eval_interval", "0"]
+            "--eval_interval", "0", "--keep_checkpoint_max", "2"]
     proc = subprocess.Popen([sys.executable, *map(str, args), "--run_name", "k9"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
@@ -201,6 +201,8 @@ def test_kill_9_then_resume_from_last_checkpoint_finishes_the_same_schedule(data
     resumed = steps[-8:]  # the killed run logged steps 1..6, the resumed one 5..12
     assert [s for s, _ in resumed] == list(range(5, 13))
     assert [lr for _, lr in resumed] == pytest.approx(schedule[4:], rel=1e-6)
+    # keep_checkpoint_max also counts the checkpoint the killed run left
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["proxylessnas_mobile-2_4.ckpt", "proxylessnas_mobile-3_4.ckpt"]
 
 
 def test_plot_command_writes_png(baseline, tmp_path):
