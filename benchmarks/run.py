@@ -86,7 +86,8 @@ def mindspore_setup(args: argparse.Namespace) -> Any:
     """Import MindSpore on CPU in GRAPH mode with the benchmark's context options; returns the module."""
     import mindspore as ms
 
-    ms.set_device("CPU")
+    from src.model_utils.device import set_device
+    set_device("CPU")
     context: Dict[str, Any] = {"mode": ms.GRAPH_MODE}
     if args.jit_level:
         context["jit_config"] = {"jit_level": args.jit_level}
@@ -147,7 +148,8 @@ def work_weights(args: argparse.Namespace, workdir: Path) -> dict:
     from src.arch import get_arch
 
     torch.manual_seed(0)
-    model = randomize(TorchProxylessNAS(get_arch(args.arch), args.num_classes), args.image_size)
+    # statistics from maps of at least 2x2 at the last stage: at 1x1 a few samples give near-zero variances
+    model = randomize(TorchProxylessNAS(get_arch(args.arch), args.num_classes), max(args.image_size, 64))
     state = {k: v for k, v in numpy_state_dict(model).items()}
     np.savez(workdir / "torch_weights.npz", **state)
     return {"parameters": int(sum(p.numel() for p in model.parameters()))}
@@ -170,7 +172,8 @@ def work_export(args: argparse.Namespace, workdir: Path) -> dict:
                 result = export_network(net, str(workdir / name), fmt, batch_size=batch, image_size=args.image_size,
                                         fold_bn=folded)
                 out[name] = {"seconds": time.perf_counter() - start, "max_abs_diff": result.max_abs_diff,
-                             "tolerance": result.tolerance, "bytes": result.path.stat().st_size}
+                             "tolerance": result.tolerance, "bytes": result.path.stat().st_size,
+                             "folded_bn": result.folded_bn}
     return out
 
 
@@ -405,6 +408,14 @@ def forward_args(args: argparse.Namespace) -> List[str]:
     return out + (["--graph_kernel"] if args.graph_kernel else [])
 
 
+def error_line(output: str) -> str:
+    """The line of a failed worker's output that says what went wrong (MindSpore logs a lot around it)."""
+    lines = [line.strip() for line in output.splitlines()
+             if line.strip() and not line.startswith(("[WARNING", "[INFO", "---", "- C++"))]
+    errors = [line for line in lines if "Error" in line]
+    return (errors or lines or ["no output"])[-1]
+
+
 def run_section(section: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Run one worker in a fresh process; its result, or why it was skipped or failed."""
     missing = [m for m in REQUIRES.get(section, ()) if not _installed(m)]
@@ -419,7 +430,7 @@ def run_section(section: str, args: argparse.Namespace, workdir: Path) -> dict:
     proc = subprocess.run(command, env=worker_env(args), capture_output=True, text=True, timeout=args.timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not result_file.is_file():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        tail = error_line(proc.stdout + "\n" + proc.stderr)
         _LOG.error("%s failed (exit %d): %s", section, proc.returncode, tail)
         return {"failed": f"exit {proc.returncode}: {tail}", "wall_s": wall}
     result = json.loads(result_file.read_text())
@@ -641,7 +652,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick and not args.worker:
-        args.batch, args.image_size = min(args.batch, 2), min(args.image_size, 32)
+        args.batch, args.image_size = min(args.batch, 2), min(args.image_size, 64)
         args.train_steps, args.infer_iters, args.warmup, args.data_images = 2, 4, 1, 8
     if isinstance(args.sections, str):
         wanted = [s.strip() for s in args.sections.split(",") if s.strip()]

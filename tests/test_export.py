@@ -141,3 +141,22 @@ def test_mindir_export_without_folding_still_matches(net, tmp_path):
     assert b"BatchNorm" in plain.path.read_bytes() and b"BatchNorm" not in folded.path.read_bytes()
     x = np.random.default_rng(10).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     np.testing.assert_allclose(run_mindir(folded.path, x), run_mindir(plain.path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_folded_graph_that_misses_the_tolerance_falls_back_to_unfolded(net, tmp_path, monkeypatch, caplog):
+    import src.export as export
+
+    real = export.run_mindir
+    calls = []
+
+    def first_call_off(path, x):  # the folded file (checked first) is off, the unfolded one is exact
+        calls.append(path)
+        return real(path, x) + (0.5 if len(calls) == 1 else 0.0)
+
+    monkeypatch.setattr(export, "run_mindir", first_call_off)
+    with caplog.at_level(logging.WARNING, logger="src.export"):
+        result = export_network(net, str(tmp_path / "m"), "MINDIR", image_size=SIZE)
+    assert not result.folded_bn and result.max_abs_diff <= result.tolerance and len(calls) == 2
+    assert "with BatchNorm folded, the exported MINDIR differs" in caplog.text
+    assert "exporting the unfolded network instead" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mindir"]
