@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_output", help="working folder (created; must not exist yet)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: configs/demo_digits.yaml)")
-    parser.add_argument("--image_size", type=int, default=64, help="multiple of 32")
+    parser.add_argument("--image_size", type=int, default=32, help="multiple of 32 (the scans are 8x8)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     if out.exists() and any(out.iterdir()):
@@ -79,11 +79,13 @@ def main(argv=None) -> int:
     if args.epochs:
         train += ["--epoch_size", str(args.epochs)]
     run("train", train)
-    best = out / "run" / "checkpoints" / "proxylessnas_mobile-best.ckpt"
-    eval_out = run("evaluate", ["eval.py", *common, "--dataset_path", str(data), "--checkpoint_path", str(best),
+    # the last epoch's weights, not the best on val: the reported accuracy is not selected on the same images
+    final = sorted((out / "run" / "checkpoints").glob("proxylessnas_mobile-*_*.ckpt"),
+                   key=lambda p: int(p.stem.rsplit("-", 1)[1].split("_")[0]))[-1]
+    eval_out = run("evaluate", ["eval.py", *common, "--dataset_path", str(data), "--checkpoint_path", str(final),
                                 "--eval_output", str(out / "eval.json")])
-    result = json.loads((out / "eval.json").read_text())["results"][str(best)]
-    run("export", ["export.py", *common, "--checkpoint", str(best), "--file_format", "MINDIR",
+    result = json.loads((out / "eval.json").read_text())["results"][str(final)]
+    run("export", ["export.py", *common, "--checkpoint", str(final), "--file_format", "MINDIR",
                    "--file_name", str(out / "demo_digits")])
     samples = sorted((data / "val").glob("*/*.png"))[::72][:5]
     run("predict", ["predict.py", "--model", str(out / "demo_digits.mindir"), "--image_size", str(args.image_size),
