@@ -546,7 +546,7 @@ def markdown_report(results: dict) -> str:
     lines = [f"# Benchmark: {s['arch']}, image {size}, batch {batch}", "",
              f"- date: {results['date']}; machine: {m['cpu']}, {m['cores']} cores; load average before "
              f"{results['load_average_before']}, after {results['load_average_after']}",
-             f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+             "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
              f"- MindSpore settings: ONEDNN_MAX_CPU_ISA={s['isa']}, jit_level={s['jit_level'] or 'default'}, "
              f"threads={s['threads'] or 'default'}, graph_kernel={s['graph_kernel']}"
              + ("; **--quick: sizes too small for the numbers to mean anything**" if s["quick"] else ""),

@@ -244,7 +244,7 @@ def convert_file(source: str, arch: str, input_path: str, output_path: str,
     _LOG.info("read %d tensors from %s", len(tensors), input_path)
     try:
         weights = convert(tensors, spec, source, num_classes)
-    except UserError as err:
+    except UserError:
         fits = [a for a in fitting_archs(tensors, source) if a != arch]
         if fits:
             raise UserError(f"these {source} weights fit --arch {' or '.join(fits)}, not {arch}: "

@@ -18,7 +18,7 @@ import yaml
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic, weights_of
+from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
 from src.dataset import check_images, create_dataset, fill_to, scan_split, shard
 from src.errors import UserError
 from src.evaluate import evaluate, format_result

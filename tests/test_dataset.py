@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder
-from src.dataset import (check_images, create_dataset, decode_image, eval_ops, fill_to, preprocess_image, read_image,
+from src.dataset import (check_images, create_dataset, decode_image, fill_to, preprocess_image, read_image,
                          resize_size, scan_split, shard, split_dir)
 from src.errors import UserError
 from src.model_utils.config import get_config

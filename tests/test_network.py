@@ -11,7 +11,7 @@ from conftest import VARIANT_CONFIGS, official_config
 from src import create_model, list_models
 from src.arch import get_arch, parse_arch, spec_from_config, spec_to_config
 from src.errors import UserError
-from src.proxylessnas_mobile import ProxylessNAS, proxylessnas_mobile
+from src.proxylessnas_mobile import proxylessnas_mobile
 
 PARAM_COUNTS = {
     "proxylessnas_mobile": 4_080_512,

@@ -8,7 +8,6 @@ The result loads with ``train.py --pretrained``, ``eval.py``, ``export.py`` and 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
