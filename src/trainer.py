@@ -19,7 +19,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
-from src.dataset import check_images, create_dataset, fill_to, scan_split, shard
+from src.dataset import check_images, create_dataset, fill_to, scan_split, shard, split_dir
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
@@ -162,19 +162,16 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, c.steps_per_epoch)
         self.train_set = create_dataset(mine, c, training=True, batch_size=c.train_batch_size)
         self.val_set = None
-        self.classes = train_all.classes
         if c.eval_interval and info.is_main:
-            try:
-                val = scan_split(c, "val", train_all.classes)
-            except UserError as err:
-                if "not found" not in str(err):
-                    raise
-                _LOG.info("no validation set (%s): evaluation during training is off", err)
-            else:
-                if c.check_images:
-                    val = check_images(val, c.skip_bad_images, c.work_nums)
-                self.val_set = create_dataset(val, c, training=False, batch_size=c.val_batch_size)
-                _LOG.info("validation: %d images", len(val))
+            val_dir = split_dir(c.dataset_path, c.val_dir)
+            if not val_dir.is_dir():
+                _LOG.info("no validation folder %s: evaluation during training is off", val_dir)
+                return
+            val = scan_split(c, "val", train_all.classes)
+            if c.check_images:
+                val = check_images(val, c.skip_bad_images, c.work_nums)
+            self.val_set = create_dataset(val, c, training=False, batch_size=c.val_batch_size)
+            _LOG.info("validation: %d images", len(val))
 
     # -- model ----------------------------------------------------------------
     def _model(self) -> None:
