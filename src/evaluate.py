@@ -88,6 +88,7 @@ def run_eval(config) -> int:
     from src.dataset import check_images, create_dataset, scan_split, split_dir, find_classes
     from src.model_utils.device import init_context
     from src.checkpoint import load_weights
+    from src.native_depthwise import apply_choice
     from src.proxylessnas_mobile import create_model
 
     files = checkpoint_files(config.checkpoint_path)
@@ -102,6 +103,7 @@ def run_eval(config) -> int:
     config.run_distribute = False
     init_context(config)
     net = create_model(config.arch, config.num_classes)
+    apply_choice(net, config.depthwise_kernel, config.device_target)
     dataset = create_dataset(images, config, training=False, batch_size=config.val_batch_size)
     results = {}
     for path in files:

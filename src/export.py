@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from src.errors import UserError
+from src.native_depthwise import builtin_only
 
 _LOG = logging.getLogger(__name__)
 
@@ -140,14 +141,16 @@ def _export_checked(net, file_name: str, file_format: str, batch_size: int, imag
     if fold_bn:
         from src.fuse import fold_batchnorm
 
-        exported = fold_batchnorm(net)
+        exported = fold_batchnorm(net)  # new cells: MindSpore's own Conv2D throughout
     else:
         exported = net
 
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
     try:
         stem = work / final.stem
-        ms.export(exported, example, file_name=str(stem), file_format=file_format)
+        # the file must run anywhere MindSpore/ONNX runs: never the native CPU depthwise kernel
+        with builtin_only(exported):
+            ms.export(exported, example, file_name=str(stem), file_format=file_format)
         written = _written_file(stem, EXTENSIONS[file_format])
         tolerance = tolerance_for(reference)
         if file_format == "MINDIR":

@@ -29,8 +29,13 @@ class ConvAct(nn.Cell):
                               group=conv.group, has_bias=True, weight_init=ms.Tensor(weight),
                               bias_init=ms.Tensor(bias))
         self.act = nn.ReLU6() if act else None
+        # src/native_depthwise.py: conv + bias (+ ReLU6) in one native call for depthwise convs
+        self.native = None
+        self.folded = True
 
     def construct(self, x):
+        if self.native is not None:
+            return self.native(x, self.conv.weight, self.conv.bias)
         x = self.conv(x)
         if self.act is not None:
             x = self.act(x)

@@ -115,8 +115,12 @@ def _checkpoint_classes(path: str) -> int:
 
 
 def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
-               image_size: int = 224, fold_bn: bool = True) -> Model:
-    """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file."""
+               image_size: int = 224, fold_bn: bool = True, depthwise_kernel: str = "auto") -> Model:
+    """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file.
+
+    A .ckpt runs with the native CPU depthwise kernel unless ``depthwise_kernel`` is "builtin"
+    (see :mod:`src.native_depthwise`).
+    """
     file = Path(path).expanduser()
     kind = MODEL_KINDS.get(file.suffix.lower())
     if kind is None:
@@ -165,6 +169,9 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
         from src.fuse import fold_batchnorm
 
         net = fold_batchnorm(net)  # same logits (tests/test_fuse.py), fewer operators per image
+    from src.native_depthwise import apply_choice
+
+    apply_choice(net, depthwise_kernel, "CPU")  # folded: depthwise conv + bias + ReLU6 in one call
     return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size, classes)
 
 
@@ -231,6 +238,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names.add_argument("--class_names_from", default="", help="ImageFolder dataset whose class folders name the classes")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--depthwise_kernel", default="auto", choices=["auto", "native", "builtin"],
+                        help="a .ckpt's depthwise convs: this project's native CPU kernel or MindSpore's Conv2D "
+                             "(default %(default)s: native when it builds)")
     args = parser.parse_args(argv)
     # logs go to stderr so that stdout holds only the result (JSON stays parseable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
@@ -244,7 +254,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not 0 < args.crop_pct <= 1:
             raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
         images = list_images(args.inputs)
-        model = open_model(args.model, args.arch, args.num_classes, args.image_size)
+        model = open_model(args.model, args.arch, args.num_classes, args.image_size,
+                           depthwise_kernel=args.depthwise_kernel)
         results = predict(images, model, args.class_names, args.class_names_from, args.topk, args.crop_pct)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

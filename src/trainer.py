@@ -25,6 +25,7 @@ from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
 from src.lr_generator import get_lr
 from src.model_utils.device import ParallelInfo, init_context
+from src.native_depthwise import apply_choice
 from src.optim import create_optimizer, loss_scaling, resolve_amp_level
 from src.proxylessnas_mobile import create_model
 
@@ -182,6 +183,8 @@ class Trainer:
             _LOG.info("weights from %s", c.pretrained)
         self.lr = get_lr(c.lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
         self.amp_level = resolve_amp_level(c)
+        # before the first step compiles the graph: the native CPU depthwise kernel, if chosen and available
+        self.native_depthwise = apply_choice(self.net, c.depthwise_kernel, c.device_target, self.amp_level)
         manager, optimizer_scale = loss_scaling(c, self.amp_level)
         self.optimizer = create_optimizer(self.net, c, self.lr, optimizer_scale)
         loss_fn = CrossEntropySmooth(c.num_classes, c.label_smoothing)
@@ -190,13 +193,16 @@ class Trainer:
         self.train_net.set_train(True)
         self.ema = EMA(self.net) if c.ema_decay > 0 else None
         self.ema_net = create_model(c.arch, c.num_classes) if self.ema is not None else None
+        if self.ema_net is not None:
+            apply_choice(self.ema_net, c.depthwise_kernel, c.device_target, "O0")
         self.global_step = 0
         self.start_epoch, self.start_step = 0, 0
         if c.resume:
             self._resume(c.resume)
-        _LOG.info("%s: %d parameters, amp %s, %d steps/epoch x %d epochs, global batch %d",
+        _LOG.info("%s: %d parameters, amp %s, depthwise convs %s, %d steps/epoch x %d epochs, global batch %d",
                   arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
-                  self.amp_level, self.steps_per_epoch, c.epoch_size, c.train_batch_size * self.info.group_size)
+                  self.amp_level, "native" if self.native_depthwise else "builtin", self.steps_per_epoch,
+                  c.epoch_size, c.train_batch_size * self.info.group_size)
 
     def _state(self) -> List[Dict[str, Any]]:
         """Everything a resume needs: weights, BN statistics, momenta, step, loss scale, EMA."""

@@ -1,0 +1,345 @@
+"""This project's depthwise-convolution kernel for MindSpore's CPU backend.
+
+MindSpore 2.10 gives oneDNN plain NCHW tensors; for a depthwise convolution (one group per channel)
+oneDNN then runs im2col + GEMM, which is where ProxylessNAS spends most of its CPU time (65% of a
+training step, 60% of batch-1 inference, measured with MindSpore's profiler).
+``src/kernels/depthwise.cc`` computes the same convolution directly (forward, both gradients, and
+an inference form with the folded BatchNorm's bias and ReLU6 fused in) and is plugged in through
+``ops.Custom(func_type="aot")``.
+
+The kernel is compiled with the system C++ compiler (``$CXX`` or ``g++``) on first use into a cache
+folder (``$PROXYLESSNAS_KERNEL_DIR``, else ``~/.cache/proxylessnas_mindspore``), checked against
+numpy once per process, and only then used.  The choice is the config key ``depthwise_kernel``:
+
+- ``auto`` (default): the native kernel on CPU in float32 when it builds; otherwise MindSpore's
+  Conv2D, with one warning saying why;
+- ``native``: the native kernel or a clear error;
+- ``builtin``: always MindSpore's Conv2D (Ascend and GPU always use it).
+
+Exported MINDIR/ONNX/AIR files never contain the native kernel (see :func:`builtin_only`), and the
+parameters are the same either way, so checkpoints do not depend on the choice.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent / "kernels" / "depthwise.cc"
+CHOICES = ("auto", "native", "builtin")
+STRIDES = (1, 2)
+
+
+class KernelUnavailable(RuntimeError):
+    """The native kernel cannot be built or does not compute what it should here."""
+
+
+# ---------------------------------------------------------------------------
+# Building the library
+# ---------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $PROXYLESSNAS_KERNEL_DIR, else ~/.cache/proxylessnas_mindspore."""
+    configured = os.environ.get("PROXYLESSNAS_KERNEL_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "proxylessnas_mindspore"
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def compile_command(compiler: str, source: Path, output: Path) -> List[str]:
+    """The compiler call: optimised and vectorised, AVX2/FMA code only where this CPU has them."""
+    command = [compiler, "-std=c++17", "-O3", "-fPIC", "-shared", "-fopenmp-simd", "-pthread"]
+    if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
+        command += ["-mavx2", "-mfma"]
+    return command + ["-o", str(output), str(source)]
+
+
+def _compiler() -> str:
+    name = os.environ.get("CXX", "g++")
+    path = shutil.which(name)
+    if path is None:
+        raise KernelUnavailable(f"no C++ compiler '{name}' on PATH (install g++, or set CXX)")
+    return path
+
+
+def build_library(directory: Optional[Path] = None) -> Path:
+    """The compiled kernel library, built now unless an identical build is already cached."""
+    compiler = _compiler()
+    directory = directory or cache_dir()
+    probe = compile_command(compiler, SOURCE, Path("out.so"))
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise KernelUnavailable(f"cannot run {compiler}: {err}") from None
+    key = hashlib.sha1(SOURCE.read_bytes() + " ".join(probe).encode() + version.encode()).hexdigest()[:16]
+    library = directory / f"depthwise-{key}.so"
+    if library.is_file():
+        return library
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".depthwise-", suffix=".so", dir=directory)
+        os.close(handle)
+    except OSError as err:
+        raise KernelUnavailable(f"cannot write to the kernel folder {directory}: {err.strerror} "
+                                "(set PROXYLESSNAS_KERNEL_DIR to a writable folder)") from None
+    try:
+        command = compile_command(compiler, SOURCE, Path(temporary))
+        _LOG.info("compiling the native depthwise kernel: %s", " ".join(command))
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["no output"])[0]
+            raise KernelUnavailable(f"compiling {SOURCE.name} failed: {first}")
+        os.replace(temporary, library)  # atomic: concurrent workers each build and one wins
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return library
+
+
+# ---------------------------------------------------------------------------
+# Checking the library against numpy (no MindSpore needed)
+# ---------------------------------------------------------------------------
+def reference_conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """Depthwise convolution in float64 numpy: padding k // 2, the given stride."""
+    n, c, h, wd = x.shape
+    k = w.shape[-1]
+    pad = k // 2
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    out = np.zeros((n, c, oh, ow))
+    for ky in range(k):
+        for kx in range(k):
+            patch = xp[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+            out += patch * w[None, :, 0, ky, kx, None, None]
+    return out
+
+
+def _call(function, arrays: List[np.ndarray]) -> int:
+    count = len(arrays)
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    params = (ctypes.c_void_p * count)(*[a.ctypes.data for a in arrays])
+    ndims = (ctypes.c_int * count)(*[a.ndim for a in arrays])
+    shapes_data = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
+    shapes = (ctypes.POINTER(ctypes.c_int64) * count)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                           for s in shapes_data])
+    dtypes = (ctypes.c_char_p * count)(*[b"float32"] * count)
+    status = function(count, params, ndims, shapes, dtypes, None, None)
+    return int(status)
+
+
+def self_check(library: Path) -> None:
+    """Run every entry point of ``library`` on small inputs and compare with numpy; raise if any is off."""
+    try:
+        lib = ctypes.CDLL(str(library))
+    except OSError as err:
+        raise KernelUnavailable(f"cannot load {library}: {err}") from None
+    rng = np.random.default_rng(0)
+    for stride in STRIDES:
+        for k in (3, 5, 7):
+            x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+            w = rng.standard_normal((3, 1, k, k)).astype(np.float32)
+            b = rng.standard_normal(3).astype(np.float32)
+            want = reference_conv(x, w, stride)
+            checks = []
+            for name, inputs, expected in (
+                    (f"DwForwardS{stride}", [x, w], want),
+                    (f"DwForwardBiasS{stride}", [x, w, b], want + b[:, None, None]),
+                    (f"DwForwardBiasRelu6S{stride}", [x, w, b], np.clip(want + b[:, None, None], 0, 6))):
+                out = np.zeros(want.shape, np.float32)
+                arrays = inputs + [out]
+                status = _call(getattr(lib, name), arrays)
+                checks.append((name, status, np.asarray(arrays[-1]), expected))
+            # gradients of sum(y * g): dx by the adjoint identity, dw by numpy
+            g = rng.standard_normal(want.shape).astype(np.float32)
+            dx = np.zeros(x.shape, np.float32)
+            status = _call(getattr(lib, f"DwBackwardInputS{stride}"), [g, w, x, dx])
+            checks.append((f"DwBackwardInputS{stride}", status, float(np.sum(dx * x)), float(np.sum(want * g))))
+            dw = np.zeros(w.shape, np.float32)
+            status_w = _call(getattr(lib, f"DwBackwardFilterS{stride}"), [x, g, w, dw])
+            want_dw = np.zeros(w.shape)
+            xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+            oh, ow = want.shape[2:]
+            for ky in range(k):
+                for kx in range(k):
+                    patch = xp[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+                    want_dw[:, 0, ky, kx] = np.sum(patch * g, axis=(0, 2, 3))
+            checks.append((f"DwBackwardFilterS{stride}", status_w, dw, want_dw))
+            for name, status, got, expected in checks:
+                if status != 0:
+                    raise KernelUnavailable(f"{library.name}: {name} returned status {status} (k={k})")
+                err = np.max(np.abs(np.asarray(got, np.float64) - expected))
+                scale = max(1.0, float(np.max(np.abs(expected))))
+                if not err <= 1e-4 * scale:
+                    raise KernelUnavailable(f"{library.name}: {name} is off by {err:.3g} (k={k})")
+    # shapes it does not compute are refused, not guessed
+    bad = _call(lib.DwForwardS1, [np.zeros((1, 2, 5, 5)), np.zeros((2, 1, 3, 3)), np.zeros((1, 2, 4, 4))])
+    if bad == 0:
+        raise KernelUnavailable(f"{library.name}: a wrong output shape was accepted")
+
+
+@lru_cache(maxsize=None)
+def _library_or_reason() -> Tuple[Optional[str], str]:
+    try:
+        library = build_library()
+        self_check(library)
+    except KernelUnavailable as err:
+        return None, str(err)
+    except (OSError, subprocess.SubprocessError) as err:
+        return None, f"{type(err).__name__}: {err}"
+    allowed = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
+    if allowed and not str(library.resolve()).startswith(str(Path(allowed).expanduser().resolve())):
+        return None, (f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not include {library.parent} "
+                      "(set PROXYLESSNAS_KERNEL_DIR to a folder inside it)")
+    return str(library), ""
+
+
+def library_path() -> str:
+    """Path of the built and checked library; raises :class:`KernelUnavailable` with the reason."""
+    path, reason = _library_or_reason()
+    if path is None:
+        raise KernelUnavailable(reason)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# MindSpore operators
+# ---------------------------------------------------------------------------
+def _out_shape(stride: int):
+    def infer(x, w, *bias):
+        k = w[2]
+        pad = k // 2
+        return [x[0], x[1], (x[2] + 2 * pad - k) // stride + 1, (x[3] + 2 * pad - k) // stride + 1]
+    return infer
+
+
+@lru_cache(maxsize=None)
+def operators(stride: int) -> Dict[str, object]:
+    """The Custom ops for one stride: ``conv`` (trainable), ``bias`` and ``bias_relu6`` (inference)."""
+    from mindspore import ops
+
+    path = library_path()
+
+    def custom(entry: str, out_shape, bprop=None):
+        return ops.Custom(f"{path}:{entry}S{stride}", out_shape=out_shape, out_dtype=lambda x, *rest: x,
+                          func_type="aot", bprop=bprop)
+
+    grad_input = custom("DwBackwardInput", lambda dy, w, x: x)
+    grad_filter = custom("DwBackwardFilter", lambda x, dy, w: w)
+
+    def bprop(x, w, out, dout):
+        return grad_input(dout, w, x), grad_filter(x, dout, w)
+
+    return {"conv": custom("DwForward", _out_shape(stride), bprop),
+            "bias": custom("DwForwardBias", _out_shape(stride)),
+            "bias_relu6": custom("DwForwardBiasRelu6", _out_shape(stride))}
+
+
+# ---------------------------------------------------------------------------
+# Switching a network's depthwise convolutions
+# ---------------------------------------------------------------------------
+def supported(conv) -> bool:
+    """Whether the native kernel computes this ``nn.Conv2d``: depthwise, odd square kernel, 'same' padding."""
+    k = conv.kernel_size
+    padding = conv.padding if isinstance(conv.padding, int) else (
+        conv.padding[0] if len(set(conv.padding)) == 1 else -1)
+    return (conv.group == conv.in_channels == conv.out_channels and k[0] == k[1] and k[0] % 2 == 1
+            and conv.stride[0] == conv.stride[1] and conv.stride[0] in STRIDES
+            and tuple(conv.dilation) == (1, 1) and conv.pad_mode == "pad" and padding == k[0] // 2
+            and conv.data_format == "NCHW")
+
+
+def _native_cells(net) -> Iterator[object]:
+    for _, cell in net.cells_and_names():
+        if hasattr(cell, "native") and hasattr(cell, "conv") and supported(cell.conv):
+            yield cell
+
+
+def set_native(net, enabled: bool) -> int:
+    """Point every supported depthwise conv of ``net`` at the native kernel (or back); returns how many.
+
+    Call it before the network first runs: a compiled graph keeps the kernels it was compiled with.
+    """
+    count = 0
+    for cell in _native_cells(net):
+        if not enabled:
+            cell.native = None
+            continue
+        ops = operators(cell.conv.stride[0])
+        if getattr(cell, "folded", False):
+            cell.native = ops["bias_relu6"] if cell.act is not None else ops["bias"]
+        else:
+            cell.native = ops["conv"]
+        count += 1
+    return count
+
+
+def native_count(net) -> int:
+    """How many convs of ``net`` currently run the native kernel."""
+    return sum(1 for _, cell in net.cells_and_names() if getattr(cell, "native", None) is not None)
+
+
+@contextlib.contextmanager
+def builtin_only(net):
+    """Within the block ``net`` uses MindSpore's Conv2D everywhere (for export); restored afterwards."""
+    saved = [(cell, cell.native) for _, cell in net.cells_and_names()
+             if getattr(cell, "native", None) is not None]
+    for cell, _ in saved:
+        cell.native = None
+    try:
+        yield net
+    finally:
+        for cell, native in saved:
+            cell.native = native
+
+
+def apply_choice(net, choice: str, device_target: str, amp_level: str = "O0") -> bool:
+    """Apply the ``depthwise_kernel`` choice to ``net``; True when the native kernel is in use."""
+    if choice not in CHOICES:
+        raise UserError(f"depthwise_kernel {choice!r} is not one of {', '.join(CHOICES)}")
+    if choice == "builtin":
+        return False
+    if device_target != "CPU" or amp_level != "O0":
+        if choice == "native":
+            why = (f"device_target is {device_target}" if device_target != "CPU"
+                   else f"amp_level {amp_level} runs the convolutions in float16")
+            raise UserError(f"depthwise_kernel native is a float32 CPU kernel but {why}: "
+                            "pass --depthwise_kernel auto or builtin")
+        return False
+    path, reason = _library_or_reason()
+    if path is None:
+        if choice == "native":
+            raise UserError(f"the native depthwise kernel is not available: {reason}; "
+                            "pass --depthwise_kernel builtin to use MindSpore's Conv2D")
+        _warn_once(reason)
+        return False
+    count = set_native(net, True)
+    _LOG.debug("native depthwise kernel for %d convolutions (%s)", count, path)
+    return count > 0
+
+
+@lru_cache(maxsize=None)
+def _warn_once(reason: str) -> None:
+    _LOG.warning("using MindSpore's Conv2D for depthwise convolutions (slower on CPU): %s", reason)

@@ -1,0 +1,285 @@
+"""src/native_depthwise.py + src/kernels/depthwise.cc: the native CPU depthwise kernel computes what
+MindSpore's Conv2D computes (forward, both gradients, the fused inference forms, whole networks,
+a training step), is built and cached safely, and is chosen, refused or replaced as documented."""
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import official_config
+
+ms = pytest.importorskip("mindspore")
+
+from mindspore import nn, ops  # noqa: E402
+
+from src import create_model  # noqa: E402
+from src import native_depthwise as nd  # noqa: E402
+from src.arch import get_arch  # noqa: E402
+from src.errors import UserError  # noqa: E402
+from src.fuse import fold_batchnorm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def library():
+    """The built and checked library; skipped (with the reason) only where no C++ compiler exists."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C++ compiler '{compiler}' on PATH: the native kernel cannot be built here")
+    return nd.library_path()  # with a compiler present, a failed build or check fails the test
+
+
+def trained_like(variant: str = "proxylessnas_mobile", num_classes: int = 1000):
+    """Random weights with realistic BN statistics (logits O(1)), from the PyTorch reference."""
+    torch_reference = pytest.importorskip("torch_reference", reason="needs torch for the randomized reference")
+    from src.convert import convert
+
+    model = torch_reference.build(official_config(variant), seed=7)
+    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
+    net = create_model(variant)
+    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k)
+                                 for k, v in convert(tensors, get_arch(variant), "official").items()},
+                           strict_load=True)
+    net.set_train(False)
+    return net
+
+
+def close(got, expected, rel=1e-5, floor=1e-6):
+    """Max abs difference within ``rel`` of the largest expected value (at least ``floor``)."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape
+    scale = max(floor, float(np.abs(expected).max()))
+    err = float(np.abs(got - expected).max())
+    assert err <= rel * scale, f"max abs error {err:.3g} vs scale {scale:.3g}"
+
+
+# ---------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------
+def test_build_is_cached_and_passes_the_numpy_check(library, tmp_path):
+    built = nd.build_library(tmp_path)
+    assert built.parent == tmp_path and built.suffix == ".so"
+    stamp = built.stat().st_mtime_ns
+    assert nd.build_library(tmp_path) == built and built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    nd.self_check(built)
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no temporary files left behind
+
+
+def test_reference_conv_matches_mindspore_conv2d():
+    # the numpy reference used by the self check is itself checked against MindSpore
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((5, 1, 5, 5)).astype(np.float32)
+    conv = ops.Conv2D(5, 5, pad_mode="pad", pad=2, stride=2, group=5)
+    close(nd.reference_conv(x, w, 2), conv(ms.Tensor(x), ms.Tensor(w)).asnumpy())
+
+
+def test_missing_compiler_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    with pytest.raises(nd.KernelUnavailable, match="no C\\+\\+ compiler 'no-such-compiler-xyz'"):
+        nd.build_library(tmp_path)
+
+
+def test_failed_compile_leaves_nothing(monkeypatch, tmp_path):
+    fake = tmp_path / "bin" / "fakecxx"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo fake 1.0; exit 0; }\necho 'boom: bad flag' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    out = tmp_path / "cache"
+    with pytest.raises(nd.KernelUnavailable, match="compiling depthwise.cc failed: boom: bad flag"):
+        nd.build_library(out)
+    assert list(out.iterdir()) == []
+
+
+def test_unwritable_cache_folder_is_named(library, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(nd.KernelUnavailable, match="PROXYLESSNAS_KERNEL_DIR"):
+        nd.build_library(blocker / "sub")
+
+
+def test_wrong_shapes_are_refused(library):
+    # the kernel returns an error instead of computing something else; MindSpore raises on it
+    import ctypes
+
+    lib = ctypes.CDLL(library)
+    x, w = np.zeros((1, 4, 6, 6), np.float32), np.zeros((4, 1, 3, 3), np.float32)
+    assert nd._call(lib.DwForwardS1, [x, w, np.zeros((1, 4, 6, 6), np.float32)]) == 0
+    assert nd._call(lib.DwForwardS1, [x, w, np.zeros((1, 4, 3, 3), np.float32)]) != 0  # stride-2 shape
+    assert nd._call(lib.DwForwardS2, [x, w, np.zeros((1, 4, 3, 3), np.float32)]) == 0
+    assert nd._call(lib.DwForwardS1, [x, np.zeros((3, 1, 3, 3), np.float32), np.zeros((1, 4, 6, 6))]) != 0
+    assert nd._call(lib.DwForwardS1, [x, np.zeros((4, 1, 4, 4), np.float32), np.zeros((1, 4, 6, 6))]) != 0
+
+
+# ---------------------------------------------------------------------------
+# Operators against MindSpore's Conv2D
+# ---------------------------------------------------------------------------
+class _Builtin(nn.Cell):
+    def __init__(self, channels, k, stride):
+        super().__init__()
+        self.conv = ops.Conv2D(channels, k, pad_mode="pad", pad=k // 2, stride=stride, group=channels)
+
+    def construct(self, x, w):
+        return self.conv(x, w)
+
+
+class _Native(nn.Cell):
+    def __init__(self, stride):
+        super().__init__()
+        self.conv = nd.operators(stride)["conv"]
+
+    def construct(self, x, w):
+        return self.conv(x, w)
+
+
+SHAPES = [  # n, c, h, w, k, stride: channel tails (not a multiple of 8), odd sizes, 1x1 maps, k 3/5/7
+    (2, 12, 9, 11, 3, 1), (1, 8, 10, 10, 5, 2), (3, 20, 7, 6, 7, 1), (2, 16, 15, 15, 7, 2),
+    (1, 4, 1, 1, 3, 2), (2, 3, 8, 5, 5, 1), (1, 24, 12, 13, 3, 2)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_forward_and_gradients_match_conv2d(library, shape):
+    n, c, h, w, k, stride = shape
+    rng = np.random.default_rng(sum(shape))
+    x = ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
+    wt = ms.Tensor(rng.standard_normal((c, 1, k, k)).astype(np.float32))
+    builtin, native = _Builtin(c, k, stride), _Native(stride)
+    close(native(x, wt).asnumpy(), builtin(x, wt).asnumpy())
+    # gradients of a weighted sum, so every output position counts differently
+    g = ms.Tensor(rng.standard_normal(builtin(x, wt).shape).astype(np.float32))
+    grads = [ms.grad(lambda a, b, cell=cell: (cell(a, b) * g).sum(), grad_position=(0, 1))(x, wt)
+             for cell in (builtin, native)]
+    close(grads[1][0].asnumpy(), grads[0][0].asnumpy())
+    close(grads[1][1].asnumpy(), grads[0][1].asnumpy())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_bias_and_relu6_forms(library, stride):
+    rng = np.random.default_rng(stride)
+    x = ms.Tensor(rng.standard_normal((2, 10, 9, 9)).astype(np.float32) * 3)
+    wt = ms.Tensor(rng.standard_normal((10, 1, 3, 3)).astype(np.float32))
+    b = rng.standard_normal(10).astype(np.float32) * 2
+    plain = _Builtin(10, 3, stride)(x, wt).asnumpy() + b[None, :, None, None]
+    close(nd.operators(stride)["bias"](x, wt, ms.Tensor(b)).asnumpy(), plain)
+    close(nd.operators(stride)["bias_relu6"](x, wt, ms.Tensor(b)).asnumpy(), np.clip(plain, 0, 6))
+    assert (plain < 0).any() and (plain > 6).any()  # both clamps were exercised
+
+
+# ---------------------------------------------------------------------------
+# Whole networks
+# ---------------------------------------------------------------------------
+def test_network_logits_match_builtin_plain_and_folded(library):
+    net = trained_like()
+    x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 3, 96, 96)).astype(np.float32))
+    expected = net(x).asnumpy()
+    assert np.abs(expected).max() > 1.0  # real logits
+    spec = get_arch("proxylessnas_mobile")
+    depthwise = sum(1 for b in spec.blocks if not b.zero)
+
+    native = trained_like()
+    assert nd.set_native(native, True) == depthwise == nd.native_count(native)
+    close(native(x).asnumpy(), expected, rel=1e-4)
+
+    folded = fold_batchnorm(net)
+    assert nd.native_count(folded) == 0  # folding builds fresh, builtin cells
+    assert nd.set_native(folded, True) == depthwise
+    close(folded(x).asnumpy(), expected, rel=1e-4)
+
+
+def test_training_step_matches_builtin(library):
+    from src.loss import CrossEntropySmooth
+
+    rng = np.random.default_rng(4)
+    x = ms.Tensor(rng.standard_normal((4, 3, 64, 64)).astype(np.float32))
+    y = ms.Tensor(rng.integers(0, 10, 4).astype(np.int32))
+    init = {p.name: p.asnumpy().copy() for p in create_model("proxylessnas_mobile", 10).get_parameters()}
+    results = []
+    for use_native in (False, True):
+        net = create_model("proxylessnas_mobile", 10)
+        ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in init.items()})
+        assert nd.set_native(net, use_native) == (20 if use_native else 0)
+        optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+        step = ms.amp.build_train_network(net, optimizer, CrossEntropySmooth(10, 0.1), level="O0")
+        step.set_train(True)
+        losses = [float(step(x, y).asnumpy())]
+        weights = {p.name: p.asnumpy().copy() for p in net.trainable_params()}  # after exactly one update
+        losses.append(float(step(x, y).asnumpy()))  # the loss the updated weights give
+        results.append((losses, weights))
+    (loss_b, weights_b), (loss_n, weights_n) = results
+    np.testing.assert_allclose(loss_n, loss_b, rtol=1e-5)
+    assert loss_b[1] != loss_b[0]  # the first step changed the weights
+    dw_name = "features.stage1.unit1.body.dw_conv.conv.weight"
+    moved = np.abs(weights_b[dw_name] - init[dw_name]).max()
+    assert moved > 1e-4  # depthwise weights were trained
+    for name, value in weights_b.items():
+        # floor: some BN betas stay ~1e-7 (their gradients cancel), i.e. pure rounding noise
+        close(weights_n[name], value, rel=1e-4, floor=1e-2)
+
+
+def test_export_never_contains_the_native_kernel(library, tmp_path):
+    from src.export import export_network, run_mindir
+
+    net = trained_like()
+    nd.set_native(net, True)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    for fold in (False, True):
+        result = export_network(net, str(tmp_path / f"n{fold}"), "MINDIR", image_size=64, fold_bn=fold)
+        data = result.path.read_bytes()
+        assert b"DwForward" not in data and nd.SOURCE.stem.encode() + b"-" not in data
+        close(run_mindir(result.path, x), net(ms.Tensor(x)).asnumpy(), rel=1e-4)
+    assert nd.native_count(net) == 20  # restored after the export
+
+
+# ---------------------------------------------------------------------------
+# Choosing
+# ---------------------------------------------------------------------------
+def test_builtin_choice_leaves_the_network_alone():
+    net = create_model("proxylessnas_mobile", 10)
+    assert nd.apply_choice(net, "builtin", "CPU") is False and nd.native_count(net) == 0
+
+
+def test_auto_uses_native_on_cpu_float32_only(library):
+    net = create_model("proxylessnas_mobile", 10)
+    assert nd.apply_choice(net, "auto", "CPU", "O0") is True and nd.native_count(net) == 20
+    for device, amp in (("GPU", "O0"), ("Ascend", "O3"), ("CPU", "O2")):
+        other = create_model("proxylessnas_mobile", 10)
+        assert nd.apply_choice(other, "auto", device, amp) is False and nd.native_count(other) == 0
+
+
+@pytest.mark.parametrize("device,amp,message", [
+    ("GPU", "O0", "device_target is GPU"),
+    ("CPU", "O2", "amp_level O2 runs the convolutions in float16")])
+def test_native_where_it_cannot_run_is_an_error(device, amp, message):
+    with pytest.raises(UserError, match=f"depthwise_kernel native is a float32 CPU kernel but {message}: "
+                                        "pass --depthwise_kernel auto or builtin"):
+        nd.apply_choice(create_model("proxylessnas_mobile", 10), "native", device, amp)
+
+
+def test_unavailable_kernel_auto_warns_native_fails(monkeypatch, caplog):
+    monkeypatch.setattr(nd, "_library_or_reason", lambda: (None, "no C++ compiler 'g++' on PATH"))
+    net = create_model("proxylessnas_mobile", 10)
+    with caplog.at_level(logging.WARNING):
+        assert nd.apply_choice(net, "auto", "CPU") is False
+    assert nd.native_count(net) == 0
+    assert "using MindSpore's Conv2D for depthwise convolutions (slower on CPU): no C++ compiler" in caplog.text
+    with pytest.raises(UserError, match="not available: no C\\+\\+ compiler 'g\\+\\+' on PATH; "
+                                        "pass --depthwise_kernel builtin"):
+        nd.apply_choice(net, "native", "CPU")
+
+
+def test_unknown_choice_is_an_error():
+    with pytest.raises(UserError, match="depthwise_kernel 'fast' is not one of auto, native, builtin"):
+        nd.apply_choice(create_model("proxylessnas_mobile", 10), "fast", "CPU")
+
+
+def test_unsupported_convs_are_not_switched():
+    plain = nn.Conv2d(8, 8, 3, pad_mode="pad", padding=1, group=8)
+    assert nd.supported(plain)
+    assert not nd.supported(nn.Conv2d(8, 16, 3, pad_mode="pad", padding=1, group=8))  # not depthwise
+    assert not nd.supported(nn.Conv2d(8, 8, 3, pad_mode="same", group=8))
+    assert not nd.supported(nn.Conv2d(8, 8, 4, pad_mode="pad", padding=2, group=8))  # even kernel
+    assert not nd.supported(nn.Conv2d(8, 8, 3, stride=3, pad_mode="pad", padding=1, group=8))
+    assert not nd.supported(nn.Conv2d(8, 8, 3, pad_mode="pad", padding=1, dilation=2, group=8))
+    assert not nd.supported(nn.Conv2d(3, 32, 3, stride=2, pad_mode="pad", padding=1))  # the stem
