@@ -5,10 +5,11 @@
 Measured, each part in its own process (so peak memory and thread pools stay separate):
 
 - training throughput of this project's train step (``ms.amp.build_train_network`` with
-  CrossEntropySmooth and Momentum, as ``src/trainer.py`` builds it, GRAPH mode) and of PyTorch eager
-  (SGD momentum, label smoothing), first-step (compile) time, peak RSS;
+  CrossEntropySmooth and Momentum, as ``src/trainer.py`` builds it, GRAPH mode; with the native CPU
+  depthwise kernel, the default, and with MindSpore's Conv2D) and of PyTorch eager (SGD momentum,
+  label smoothing), first-step (compile) time, peak RSS;
 - inference latency at batch 1 (median, p90) and throughput at ``--batch`` for MindSpore GRAPH mode
-  (as trained and with BN folded), the exported MINDIR (``ms.load`` + ``nn.GraphCell``), the exported
+  (as trained and with BN folded, each with the native and the builtin depthwise conv), the exported MINDIR (``ms.load`` + ``nn.GraphCell``), the exported
   ONNX on ONNX Runtime, and PyTorch (eval, no_grad);
 - the data pipeline (train and eval transforms of ``src/dataset.py``, 1 and 2 workers) on generated
   JPEGs of ImageNet's typical size.
@@ -42,7 +43,7 @@ if str(ROOT) not in sys.path:
 _LOG = logging.getLogger("benchmark")
 
 SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
-            "train_mindspore", "train_torch", "data")
+            "train_mindspore", "train_mindspore_builtin", "train_torch", "data")
 SEED_INPUT = 11
 JPEG_SIZE = (500, 375)  # ImageNet's most common image size (width x height)
 
@@ -178,14 +179,26 @@ def work_export(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
-    """MindSpore GRAPH mode: the network as trained, and with BN folded (what predict.py runs)."""
+    """MindSpore GRAPH mode: as trained (eval.py) and BN folded (predict.py), each with the native CPU
+    depthwise kernel (the default) and with MindSpore's own Conv2D."""
     ms = mindspore_setup(args)
+    from src import native_depthwise
     from src.fuse import fold_batchnorm
 
     net = mindspore_net(args, workdir)
     net.set_train(False)
-    out = {}
-    for name, cell in (("plain", net), ("folded", fold_batchnorm(net))):
+    out: Dict[str, Any] = {}
+    cells = [("plain_builtin", net), ("folded_builtin", fold_batchnorm(net))]
+    reason = native_depthwise.unavailable_reason()
+    if reason:
+        out["native_skipped"] = reason
+    else:
+        native_plain, native_folded = mindspore_net(args, workdir), fold_batchnorm(net)
+        native_plain.set_train(False)
+        native_depthwise.set_native(native_plain, True)
+        native_depthwise.set_native(native_folded, True)
+        cells = [("plain", native_plain), ("folded", native_folded)] + cells
+    for name, cell in cells:
         def make(x, cell=cell):
             tensor = ms.Tensor(x)
             return lambda: cell(tensor).asnumpy()
@@ -266,9 +279,20 @@ def _train_result(timing: dict, args: argparse.Namespace, loss: float) -> dict:
 
 
 def work_train_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
-    """This project's train step, constructed as src/trainer.py does (amp level, loss scale, decay groups)."""
+    """This project's train step, constructed as src/trainer.py does (amp level, loss scale, decay groups,
+    depthwise kernel chosen by the default 'auto')."""
+    return _train_mindspore(args, workdir, "auto")
+
+
+def work_train_mindspore_builtin(args: argparse.Namespace, workdir: Path) -> dict:
+    """The same train step with MindSpore's own Conv2D for the depthwise convolutions."""
+    return _train_mindspore(args, workdir, "builtin")
+
+
+def _train_mindspore(args: argparse.Namespace, workdir: Path, depthwise_kernel: str) -> dict:
     ms = mindspore_setup(args)
     from src.loss import CrossEntropySmooth
+    from src.native_depthwise import apply_choice
     from src.model_utils.config import get_config
     from src.optim import create_optimizer, loss_scaling, resolve_amp_level
 
@@ -277,6 +301,7 @@ def work_train_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
                   train_batch_size=args.batch)
     net = mindspore_net(args, workdir)
     amp_level = resolve_amp_level(config)
+    native = apply_choice(net, depthwise_kernel, "CPU", amp_level)
     manager, optimizer_scale = loss_scaling(config, amp_level)
     steps = 1 + args.warmup + args.train_steps
     lr = np.full(steps + 1, 0.01, dtype=np.float32)
@@ -295,7 +320,8 @@ def work_train_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
         last[:] = [float(loss.asnumpy())]
 
     timing = time_calls(step, args.train_steps, args.warmup)
-    return {**_train_result(timing, args, last[0]), "amp_level": amp_level}
+    return {**_train_result(timing, args, last[0]), "amp_level": amp_level,
+            "depthwise_kernel": "native" if native else "builtin"}
 
 
 def work_train_torch(args: argparse.Namespace, workdir: Path) -> dict:
@@ -374,7 +400,8 @@ def work_data(args: argparse.Namespace, workdir: Path) -> dict:
 WORKERS: Dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "weights": work_weights, "export": work_export, "infer_mindspore": work_infer_mindspore,
     "infer_mindir": work_infer_mindir, "infer_onnxruntime": work_infer_onnxruntime, "infer_torch": work_infer_torch,
-    "train_mindspore": work_train_mindspore, "train_torch": work_train_torch, "data": work_data,
+    "train_mindspore": work_train_mindspore, "train_mindspore_builtin": work_train_mindspore_builtin,
+    "train_torch": work_train_torch, "data": work_data,
 }
 # what a section needs besides MindSpore; missing -> skipped and reported
 REQUIRES = {"weights": ("torch",), "infer_torch": ("torch",), "train_torch": ("torch",),
@@ -556,7 +583,10 @@ def markdown_report(results: dict) -> str:
     lines += ["## Training step", "",
               "| framework | img/s | x PyTorch | median step ms | first step (compile) s | peak RSS MiB |",
               "|---|---|---|---|---|---|"]
-    for label, key in (("MindSpore, this project (GRAPH)", "train_mindspore"), ("PyTorch eager", "train_torch")):
+    native_train = _get(results, "train_mindspore", "depthwise_kernel") or "?"
+    for label, key in ((f"MindSpore GRAPH, this project ({native_train} depthwise kernel)", "train_mindspore"),
+                       ("MindSpore GRAPH, MindSpore's Conv2D for depthwise", "train_mindspore_builtin"),
+                       ("PyTorch eager", "train_torch")):
         node = _get(results, key)
         if not node or "img_per_s" not in node:
             lines.append(f"| {label} | skipped: {_why_missing(results, key)} | | | | |")
@@ -571,8 +601,13 @@ def markdown_report(results: dict) -> str:
               f"| runner | batch 1 median ms | batch 1 p90 ms | x PyTorch (batch 1) | batch {batch} img/s | "
               f"x PyTorch (batch {batch}) | first call s | logits vs PyTorch (rel.) |",
               "|---|---|---|---|---|---|---|---|"]
-    rows = (("MindSpore GRAPH, BN folded (predict.py)", "infer_mindspore", "folded", "mindspore_folded"),
-            ("MindSpore GRAPH, as trained", "infer_mindspore", "plain", "mindspore_plain"),
+    rows = (("MindSpore GRAPH, BN folded, native depthwise (predict.py)", "infer_mindspore", "folded",
+             "mindspore_folded"),
+            ("MindSpore GRAPH, as trained, native depthwise (eval.py)", "infer_mindspore", "plain", "mindspore_plain"),
+            ("MindSpore GRAPH, BN folded, MindSpore's Conv2D", "infer_mindspore", "folded_builtin",
+             "mindspore_folded_builtin"),
+            ("MindSpore GRAPH, as trained, MindSpore's Conv2D", "infer_mindspore", "plain_builtin",
+             "mindspore_plain_builtin"),
             ("MINDIR + GraphCell, BN folded (export default)", "infer_mindir", "folded", "mindir_folded"),
             ("MINDIR + GraphCell, BN not folded", "infer_mindir", "plain", "mindir_plain"),
             ("ONNX Runtime, BN folded (export default)", "infer_onnxruntime", "folded", "onnxruntime_folded"),
@@ -581,7 +616,8 @@ def markdown_report(results: dict) -> str:
     for label, section, kind, logits in rows:
         node = _get(results, section, kind)
         if not node:
-            lines.append(f"| {label} | skipped: {_why_missing(results, section)} | | | | | | |")
+            why = _get(results, section, "native_skipped") if section == "infer_mindspore" else None
+            lines.append(f"| {label} | skipped: {why or _why_missing(results, section)} | | | | | | |")
             continue
         b1, bn = node["batch1"], node["batchN"]
         diff = "reference" if logits is None else (f"{rel[logits]:.1e}" if logits in rel else "-")

@@ -159,9 +159,10 @@ def self_check(library: Path) -> None:
     rng = np.random.default_rng(0)
     for stride in STRIDES:
         for k in (3, 5, 7):
-            x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
-            w = rng.standard_normal((3, 1, k, k)).astype(np.float32)
-            b = rng.standard_normal(3).astype(np.float32)
+            # 11 channels: one full block of 8 and a partial one; 13 columns: one 8-wide tile and a tail
+            x = rng.standard_normal((2, 11, 10, 13)).astype(np.float32)
+            w = rng.standard_normal((11, 1, k, k)).astype(np.float32)
+            b = rng.standard_normal(11).astype(np.float32)
             want = reference_conv(x, w, stride)
             checks = []
             for name, inputs, expected in (
@@ -214,6 +215,11 @@ def _library_or_reason() -> Tuple[Optional[str], str]:
         return None, (f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not include {library.parent} "
                       "(set PROXYLESSNAS_KERNEL_DIR to a folder inside it)")
     return str(library), ""
+
+
+def unavailable_reason() -> str:
+    """Why the native kernel cannot be used here ("" when it can)."""
+    return _library_or_reason()[1]
 
 
 def library_path() -> str:

@@ -12,7 +12,8 @@ from conftest import ROOT, run_script
 sys.path.insert(0, str(ROOT))
 from benchmarks import run as bench  # noqa: E402
 
-INFER_ROWS = {"infer_mindspore": ("folded", "plain"), "infer_mindir": ("folded", "plain"),
+INFER_ROWS = {"infer_mindspore": ("folded", "plain", "folded_builtin", "plain_builtin"),
+              "infer_mindir": ("folded", "plain"),
               "infer_onnxruntime": ("folded", "plain"), "infer_torch": ("eager",)}
 
 
@@ -37,7 +38,9 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         for kind in kinds:
             _positive_timing(sections[name][kind]["batch1"])
             assert sections[name][kind]["batchN"]["img_per_s"] > 0
-    for name in ("train_mindspore", "train_torch"):
+    assert sections["train_mindspore"]["depthwise_kernel"] == "native"  # the default where g++ exists
+    assert sections["train_mindspore_builtin"]["depthwise_kernel"] == "builtin"
+    for name in ("train_mindspore", "train_mindspore_builtin", "train_torch"):
         if "skipped" not in sections[name]:
             _positive_timing(sections[name])
             assert sections[name]["img_per_s"] > 0 and sections[name]["peak_rss_mb"] > 0
@@ -48,7 +51,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert results["logits_vs_torch_rel"] and max(results["logits_vs_torch_rel"].values()) < 1e-3
     markdown = (tmp_path / "quick.md").read_text()
     assert markdown == bench.markdown_report(results)
-    assert "| MindSpore, this project (GRAPH) |" in markdown and "| PyTorch eager (eval, no_grad) |" in markdown
+    assert "| MindSpore GRAPH, this project (native depthwise kernel) |" in markdown
+    assert "| PyTorch eager (eval, no_grad) |" in markdown
     assert run.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'quick.json'}, {tmp_path / 'quick.md'}"
 
 
@@ -56,9 +60,13 @@ def fake_results(skipped=()):
     timing = {"first_call_s": 1.0, "median_ms": 10.0, "p90_ms": 12.0, "mean_ms": 10.5, "iters": 4}
     infer = {"batch1": timing, "batchN": {**timing, "batch": 8, "img_per_s": 800.0}}
     sections = {
-        "train_mindspore": {**timing, "img_per_s": 30.0, "peak_rss_mb": 900.0, "batch": 8},
+        "train_mindspore": {**timing, "img_per_s": 30.0, "peak_rss_mb": 900.0, "batch": 8,
+                            "depthwise_kernel": "native"},
+        "train_mindspore_builtin": {**timing, "img_per_s": 12.0, "peak_rss_mb": 900.0, "batch": 8,
+                                    "depthwise_kernel": "builtin"},
         "train_torch": {**timing, "img_per_s": 15.0, "peak_rss_mb": 700.0, "batch": 8},
-        "infer_mindspore": {"folded": infer, "plain": infer}, "infer_mindir": {"folded": infer, "plain": infer},
+        "infer_mindspore": {"folded": infer, "plain": infer, "folded_builtin": infer, "plain_builtin": infer},
+        "infer_mindir": {"folded": infer, "plain": infer},
         "infer_onnxruntime": {"folded": infer, "plain": infer}, "infer_torch": {"eager": infer},
         "data": {"images": 8, "jpeg_size": [500, 375], **{f"{s}_w{w}": {"img_per_s": 50.0}
                                                           for s in ("train", "eval") for w in (1, 2)}},
@@ -74,10 +82,11 @@ def fake_results(skipped=()):
 
 def test_markdown_ratios_against_pytorch():
     markdown = bench.markdown_report(fake_results())
-    assert "| MindSpore, this project (GRAPH) | 30.0 | 2.00x |" in markdown
+    assert "| MindSpore GRAPH, this project (native depthwise kernel) | 30.0 | 2.00x |" in markdown
+    assert "| MindSpore GRAPH, MindSpore's Conv2D for depthwise | 12.0 | 0.80x |" in markdown
     assert "| PyTorch eager | 15.0 | 1.00x |" in markdown
-    assert "| MindSpore GRAPH, BN folded (predict.py) | 10.00 | 12.00 | 1.00x | 800.0 | 1.00x | 1.00 | 1.0e-05 |" \
-        in markdown
+    assert ("| MindSpore GRAPH, BN folded, native depthwise (predict.py) | 10.00 | 12.00 | 1.00x | 800.0 | 1.00x | "
+            "1.00 | 1.0e-05 |") in markdown
     assert "test cpu, 2 cores" in markdown
 
 
@@ -88,7 +97,18 @@ def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
         "skipped": "torch not installed (pip install torch)"}
     markdown = bench.markdown_report(fake_results(skipped=("train_torch", "infer_torch")))
     assert "| PyTorch eager | skipped: torch not installed (pip install torch) |" in markdown
-    assert "| MindSpore, this project (GRAPH) | 30.0 | - |" in markdown
+    assert "| MindSpore GRAPH, this project (native depthwise kernel) | 30.0 | - |" in markdown
+
+
+def test_native_kernel_unavailable_is_said_in_the_inference_table():
+    results = fake_results()
+    results["sections"]["infer_mindspore"] = {"folded_builtin": results["sections"]["infer_mindspore"]["folded"],
+                                              "plain_builtin": results["sections"]["infer_mindspore"]["plain"],
+                                              "native_skipped": "no C++ compiler 'g++' on PATH"}
+    markdown = bench.markdown_report(results)
+    assert ("| MindSpore GRAPH, BN folded, native depthwise (predict.py) | skipped: no C++ compiler 'g++' on PATH |"
+            in markdown)
+    assert "| MindSpore GRAPH, BN folded, MindSpore's Conv2D | 10.00 |" in markdown
 
 
 def test_arguments_are_checked():

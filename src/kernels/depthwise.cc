@@ -176,16 +176,54 @@ Vec *Scratch(int slot, int64_t count) {
   return buffer.data();
 }
 
+// V rows of `n` floats (row i at src + i * stride) transposed into `n` vectors at dst.
+inline void TransposeIn(const float *src, int64_t stride, int64_t n, Vec *dst) {
+  int64_t j = 0;
+  for (; j + V <= n; j += V) {  // V x V tiles: fixed trip counts the compiler turns into shuffles
+    float tile[V][V];
+    for (int i = 0; i < V; ++i) {
+      for (int t = 0; t < V; ++t) tile[i][t] = src[i * stride + j + t];
+    }
+    for (int t = 0; t < V; ++t) {
+      for (int i = 0; i < V; ++i) dst[j + t][i] = tile[i][t];
+    }
+  }
+  for (; j < n; ++j) {
+    for (int i = 0; i < V; ++i) dst[j][i] = src[i * stride + j];
+  }
+}
+
+// `n` vectors at src transposed into V rows of `n` floats (row i at dst + i * stride).
+inline void TransposeOut(const Vec *src, int64_t n, float *dst, int64_t stride) {
+  int64_t j = 0;
+  for (; j + V <= n; j += V) {
+    float tile[V][V];
+    for (int t = 0; t < V; ++t) {
+      for (int i = 0; i < V; ++i) tile[i][t] = src[j + t][i];
+    }
+    for (int i = 0; i < V; ++i) {
+      for (int t = 0; t < V; ++t) dst[i * stride + j + t] = tile[i][t];
+    }
+  }
+  for (; j < n; ++j) {
+    for (int i = 0; i < V; ++i) dst[i * stride + j] = src[j][i];
+  }
+}
+
 // Channels [c0, c0 + V) of the planes at `src` (rows x cols each, `count` of them valid) into the
 // blocked buffer `dst` of dst_cols columns, at row/column offset `offset`.  Missing channels stay 0.
 void Gather(const float *src, int64_t count, int64_t rows, int64_t cols, Vec *dst, int64_t dst_cols,
             int64_t offset) {
+  const int64_t plane = rows * cols;
+  if (count == V) {
+    for (int64_t r = 0; r < rows; ++r) TransposeIn(src + r * cols, plane, cols, dst + (r + offset) * dst_cols + offset);
+    return;
+  }
   float *out = reinterpret_cast<float *>(dst);
   for (int64_t ci = 0; ci < count; ++ci) {
-    const float *plane = src + ci * rows * cols;
     for (int64_t r = 0; r < rows; ++r) {
       float *row = out + ((r + offset) * dst_cols + offset) * V + ci;
-      const float *in = plane + r * cols;
+      const float *in = src + ci * plane + r * cols;
       for (int64_t j = 0; j < cols; ++j) row[j * V] = in[j];
     }
   }
@@ -195,12 +233,16 @@ void Gather(const float *src, int64_t count, int64_t rows, int64_t cols, Vec *ds
 // planes of rows x cols at `dst`.
 void Scatter(const Vec *src, int64_t src_cols, int64_t offset, int64_t count, int64_t rows, int64_t cols,
              float *dst) {
+  const int64_t plane = rows * cols;
+  if (count == V) {
+    for (int64_t r = 0; r < rows; ++r) TransposeOut(src + (r + offset) * src_cols + offset, cols, dst + r * cols, plane);
+    return;
+  }
   const float *in = reinterpret_cast<const float *>(src);
   for (int64_t ci = 0; ci < count; ++ci) {
-    float *plane = dst + ci * rows * cols;
     for (int64_t r = 0; r < rows; ++r) {
       const float *row = in + ((r + offset) * src_cols + offset) * V + ci;
-      float *out = plane + r * cols;
+      float *out = dst + ci * plane + r * cols;
       for (int64_t j = 0; j < cols; ++j) out[j] = row[j * V];
     }
   }
