@@ -136,7 +136,9 @@ class _Native(nn.Cell):
 
 SHAPES = [  # n, c, h, w, k, stride: channel tails (not a multiple of 8), odd sizes, 1x1 maps, k 3/5/7
     (2, 12, 9, 11, 3, 1), (1, 8, 10, 10, 5, 2), (3, 20, 7, 6, 7, 1), (2, 16, 15, 15, 7, 2),
-    (1, 4, 1, 1, 3, 2), (2, 3, 8, 5, 5, 1), (1, 24, 12, 13, 3, 2)]
+    (1, 4, 1, 1, 3, 2), (2, 3, 8, 5, 5, 1), (1, 24, 12, 13, 3, 2),
+    # maps smaller than the kernel, as in the last stages at small input sizes
+    (2, 16, 1, 1, 7, 1), (2, 16, 2, 2, 5, 2), (2, 16, 2, 2, 7, 1), (2, 8, 4, 4, 7, 2), (2, 16, 3, 3, 5, 1)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
