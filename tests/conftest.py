@@ -29,6 +29,27 @@ def official_config(variant: str) -> Path:
     return path
 
 
+def trained_like(variant: str = "proxylessnas_mobile", seed: int = 5):
+    """A MindSpore network with random weights and realistic BN statistics (logits O(1)), in eval mode.
+
+    Built from the randomized PyTorch reference of the variant's official config (needs torch).
+    """
+    torch_reference = pytest.importorskip("torch_reference", reason="needs torch for the randomized reference")
+    import mindspore as ms
+    from src import create_model
+    from src.arch import get_arch
+    from src.convert import convert
+
+    model = torch_reference.build(official_config(variant), seed=seed)
+    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
+    net = create_model(variant)
+    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k)
+                                 for k, v in convert(tensors, get_arch(variant), "official").items()},
+                           strict_load=True)
+    net.set_train(False)
+    return net
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more")
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import VARIANT_CONFIGS, official_config
+from conftest import VARIANT_CONFIGS, trained_like
 
 ms = pytest.importorskip("mindspore")
 
@@ -10,23 +10,9 @@ from mindspore import nn  # noqa: E402
 
 from src import create_model  # noqa: E402
 from src.arch import get_arch  # noqa: E402
-from src.convert import convert  # noqa: E402
 from src.fuse import ConvAct, fold_batchnorm  # noqa: E402
 
 INPUTS = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
-
-
-def trained_like(variant: str):
-    """A network with random weights and realistic BN statistics (logits O(1)), from the PyTorch reference."""
-    torch_reference = pytest.importorskip("torch_reference", reason="needs torch for the randomized reference")
-    model = torch_reference.build(official_config(variant), seed=5)
-    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
-    net = create_model(variant)
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k)
-                                 for k, v in convert(tensors, get_arch(variant), "official").items()},
-                           strict_load=True)
-    net.set_train(False)
-    return net
 
 
 @pytest.mark.parametrize("variant", ["proxylessnas_mobile", "proxylessnas_cpu"])

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import official_config
+from conftest import trained_like
 
 ms = pytest.importorskip("mindspore")
 
@@ -28,21 +28,6 @@ def library():
     if shutil.which(compiler) is None:
         pytest.skip(f"no C++ compiler '{compiler}' on PATH: the native kernel cannot be built here")
     return nd.library_path()  # with a compiler present, a failed build or check fails the test
-
-
-def trained_like(variant: str = "proxylessnas_mobile", num_classes: int = 1000):
-    """Random weights with realistic BN statistics (logits O(1)), from the PyTorch reference."""
-    torch_reference = pytest.importorskip("torch_reference", reason="needs torch for the randomized reference")
-    from src.convert import convert
-
-    model = torch_reference.build(official_config(variant), seed=7)
-    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
-    net = create_model(variant)
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k)
-                                 for k, v in convert(tensors, get_arch(variant), "official").items()},
-                           strict_load=True)
-    net.set_train(False)
-    return net
 
 
 def close(got, expected, rel=1e-5, floor=1e-6):
@@ -173,14 +158,14 @@ def test_fused_bias_and_relu6_forms(library, stride):
 # Whole networks
 # ---------------------------------------------------------------------------
 def test_network_logits_match_builtin_plain_and_folded(library):
-    net = trained_like()
+    net = trained_like(seed=7)
     x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 3, 96, 96)).astype(np.float32))
     expected = net(x).asnumpy()
     assert np.abs(expected).max() > 1.0  # real logits
     spec = get_arch("proxylessnas_mobile")
     depthwise = sum(1 for b in spec.blocks if not b.zero)
 
-    native = trained_like()
+    native = trained_like(seed=7)
     assert nd.set_native(native, True) == depthwise == nd.native_count(native)
     close(native(x).asnumpy(), expected, rel=1e-4)
 
@@ -223,7 +208,7 @@ def test_training_step_matches_builtin(library):
 def test_export_never_contains_the_native_kernel(library, tmp_path):
     from src.export import export_network, run_mindir
 
-    net = trained_like()
+    net = trained_like(seed=7)
     nd.set_native(net, True)
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
     for fold in (False, True):

@@ -168,6 +168,19 @@ bool CheckCall(int nparam, int expected, int bias_index, int *ndims, const char 
   return true;
 }
 
+// Checks of a gradient call (four 4-d float32 tensors; the result, the 4th, shaped like the 3rd, which is
+// read for its shape only) and its geometry from the tensors at x_index, w_index and y_index.
+int GradientGeometry(int nparam, int *ndims, int64_t **shapes, const char **dtypes, int x_index, int w_index,
+                     int y_index, int64_t stride, Geometry *g) {
+  int status = kOk;
+  if (!CheckCall(nparam, 4, -1, ndims, dtypes, &status)) return status;
+  if (!MakeGeometry(shapes[x_index], shapes[w_index], shapes[y_index], stride, g)) return kBadShape;
+  for (int i = 0; i < 4; ++i) {
+    if (shapes[3][i] != shapes[2][i]) return kBadShape;
+  }
+  return kOk;
+}
+
 // Scratch vectors of the calling thread (slot 0 or 1), grown on demand and kept between calls.
 Vec *Scratch(int slot, int64_t count) {
   thread_local std::vector<Vec> buffers[2];
@@ -329,14 +342,10 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
 
 template <int S>
 int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  int status = kOk;
-  if (!CheckCall(nparam, 4, -1, ndims, dtypes, &status)) return status;
   Geometry g{};
   // params: dy, w, x (shape only), dx
-  if (!MakeGeometry(shapes[2], shapes[1], shapes[0], S, &g)) return kBadShape;
-  for (int i = 0; i < 4; ++i) {
-    if (shapes[3][i] != shapes[2][i]) return kBadShape;
-  }
+  const int status = GradientGeometry(nparam, ndims, shapes, dtypes, 2, 1, 0, S, &g);
+  if (status != kOk) return status;
   const float *dy = static_cast<const float *>(params[0]);
   const float *wt = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);
@@ -369,14 +378,10 @@ int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const
 
 template <int S>
 int BackwardFilter(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  int status = kOk;
-  if (!CheckCall(nparam, 4, -1, ndims, dtypes, &status)) return status;
   Geometry g{};
   // params: x, dy, w (shape only), dw
-  if (!MakeGeometry(shapes[0], shapes[2], shapes[1], S, &g)) return kBadShape;
-  for (int i = 0; i < 4; ++i) {
-    if (shapes[3][i] != shapes[2][i]) return kBadShape;
-  }
+  const int status = GradientGeometry(nparam, ndims, shapes, dtypes, 0, 2, 1, S, &g);
+  if (status != kOk) return status;
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[3]);
