@@ -29,6 +29,13 @@ def official_config(variant: str) -> Path:
     return path
 
 
+def default_depthwise_kernel() -> str:
+    """What `depthwise_kernel auto` picks on CPU here: native where a C++ compiler exists, else builtin."""
+    import shutil
+
+    return "native" if shutil.which(os.environ.get("CXX", "g++")) else "builtin"
+
+
 def trained_like(variant: str = "proxylessnas_mobile", seed: int = 5):
     """A MindSpore network with random weights and realistic BN statistics (logits O(1)), in eval mode.
 
