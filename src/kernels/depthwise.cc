@@ -43,7 +43,7 @@ class Pool {
 
   // Calls fn(begin, end) on contiguous chunks of [0, count), one chunk per thread, caller included.
   void For(int64_t count, const std::function<void(int64_t, int64_t)> &fn) {
-    const int threads = static_cast<int>(std::min<int64_t>(count, static_cast<int64_t>(workers_.size()) + 1));
+    const int threads = static_cast<int>(std::min<int64_t>(count, workers_ + 1));
     std::unique_lock<std::mutex> busy(call_mutex_, std::try_to_lock);
     // run here when there is nothing to share, another call holds the pool, or this is a forked
     // child (it has the pool's memory but not its threads)
@@ -75,10 +75,8 @@ class Pool {
       const int wanted = std::atoi(env);
       if (wanted > 0) threads = wanted;
     }
-    for (int i = 1; i < threads; ++i) {
-      std::thread(&Pool::Work, this, i).detach();
-      workers_.push_back(i);
-    }
+    for (int i = 1; i < threads; ++i) std::thread(&Pool::Work, this, i).detach();
+    workers_ = threads - 1;
   }
 
   void Work(int index) {
@@ -104,7 +102,7 @@ class Pool {
   }
 
   const pid_t owner_;
-  std::vector<int> workers_;
+  int workers_ = 0;
   std::mutex call_mutex_;
   std::mutex mutex_;
   std::condition_variable start_, done_;
@@ -181,12 +179,18 @@ int GradientGeometry(int nparam, int *ndims, int64_t **shapes, const char **dtyp
   return kOk;
 }
 
-// Scratch vectors of the calling thread (slot 0 or 1), grown on demand and kept between calls.
-Vec *Scratch(int slot, int64_t count) {
-  thread_local std::vector<Vec> buffers[2];
-  std::vector<Vec> &buffer = buffers[slot];
-  if (static_cast<int64_t>(buffer.size()) < count) buffer.resize(count);
-  return buffer.data();
+// One job's scratch memory, of the calling thread (grown on demand, kept between calls): a padded
+// input plane block, an output plane block and k*k vectors (weights or per-tap sums).
+struct Buffers {
+  Vec *padded, *plane, *taps;
+};
+
+Buffers JobBuffers(const Geometry &g) {
+  thread_local std::vector<Vec> buffer;
+  const int64_t padded = g.ph * g.pw, plane = g.oh * g.ow;
+  const int64_t need = padded + plane + g.k * g.k;
+  if (static_cast<int64_t>(buffer.size()) < need) buffer.resize(need);
+  return {buffer.data(), buffer.data() + padded, buffer.data() + padded + plane};
 }
 
 // V rows of `n` floats (row i at src + i * stride) transposed into `n` vectors at dst.
@@ -326,9 +330,8 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   float *y = static_cast<float *>(params[expected - 1]);
   ParallelFor(g.n * g.blocks, [&](int64_t job) {
     const int64_t n = job / g.blocks, c0 = (job % g.blocks) * V, count = std::min<int64_t>(V, g.c - c0);
-    Vec *in = Scratch(0, g.ph * g.pw + g.oh * g.ow + g.k * g.k);
-    Vec *out = in + g.ph * g.pw;
-    Vec *wv = out + g.oh * g.ow;
+    const Buffers buf = JobBuffers(g);
+    Vec *in = buf.padded, *out = buf.plane, *wv = buf.taps;
     std::memset(static_cast<void *>(in), 0, sizeof(Vec) * g.ph * g.pw);
     Gather(x + (n * g.c + c0) * g.h * g.w, count, g.h, g.w, in, g.pw, g.pad);
     BlockWeights(wt + c0 * g.k * g.k, g.k, count, wv);
@@ -351,9 +354,8 @@ int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const
   float *dx = static_cast<float *>(params[3]);
   ParallelFor(g.n * g.blocks, [&](int64_t job) {
     const int64_t n = job / g.blocks, c0 = (job % g.blocks) * V, count = std::min<int64_t>(V, g.c - c0);
-    Vec *acc = Scratch(0, g.ph * g.pw + g.oh * g.ow + g.k * g.k);
-    Vec *grad = acc + g.ph * g.pw;
-    Vec *wv = grad + g.oh * g.ow;
+    const Buffers buf = JobBuffers(g);
+    Vec *acc = buf.padded, *grad = buf.plane, *wv = buf.taps;
     std::memset(static_cast<void *>(acc), 0, sizeof(Vec) * g.ph * g.pw);
     std::memset(static_cast<void *>(grad), 0, sizeof(Vec) * g.oh * g.ow);
     Gather(dy + (n * g.c + c0) * g.oh * g.ow, count, g.oh, g.ow, grad, g.ow, 0);
@@ -388,9 +390,8 @@ int BackwardFilter(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const int64_t k = g.k, taps = k * k, pw = g.pw;
   ParallelFor(g.blocks, [&](int64_t block) {
     const int64_t c0 = block * V, count = std::min<int64_t>(V, g.c - c0);
-    Vec *in = Scratch(0, g.ph * g.pw + g.oh * g.ow + taps);
-    Vec *grad = in + g.ph * g.pw;
-    Vec *row_sum = grad + g.oh * g.ow;
+    const Buffers buf = JobBuffers(g);
+    Vec *in = buf.padded, *grad = buf.plane, *row_sum = buf.taps;
     std::vector<Vec2> total(taps, Vec2{});
     for (int64_t n = 0; n < g.n; ++n) {
       std::memset(static_cast<void *>(in), 0, sizeof(Vec) * g.ph * g.pw);
