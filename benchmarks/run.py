@@ -9,8 +9,8 @@ Measured, each part in its own process (so peak memory and thread pools stay sep
   depthwise kernel, the default, and with MindSpore's Conv2D) and of PyTorch eager (SGD momentum,
   label smoothing), first-step (compile) time, peak RSS;
 - inference latency at batch 1 (median, p90) and throughput at ``--batch`` for MindSpore GRAPH mode
-  (as trained and with BN folded, each with the native and the builtin depthwise conv), the exported MINDIR (``ms.load`` + ``nn.GraphCell``), the exported
-  ONNX on ONNX Runtime, and PyTorch (eval, no_grad);
+  (as trained and with BN folded, each with the native and the builtin depthwise conv), the exported
+  MINDIR (``ms.load`` + ``nn.GraphCell``), the exported ONNX on ONNX Runtime, and PyTorch (eval, no_grad);
 - the data pipeline (train and eval transforms of ``src/dataset.py``, 1 and 2 workers) on generated
   JPEGs of ImageNet's typical size.
 

@@ -31,7 +31,6 @@ class ConvAct(nn.Cell):
         self.act = nn.ReLU6() if act else None
         # src/native_depthwise.py: conv + bias (+ ReLU6) in one native call for depthwise convs
         self.native = None
-        self.folded = True
 
     def construct(self, x):
         if self.native is not None:

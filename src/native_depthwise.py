@@ -122,19 +122,19 @@ def build_library(directory: Optional[Path] = None) -> Path:
 # ---------------------------------------------------------------------------
 # Checking the library against numpy (no MindSpore needed)
 # ---------------------------------------------------------------------------
-def reference_conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
-    """Depthwise convolution in float64 numpy: padding k // 2, the given stride."""
-    n, c, h, wd = x.shape
-    k = w.shape[-1]
+def _taps(x: np.ndarray, k: int, stride: int) -> Iterator[Tuple[int, int, np.ndarray]]:
+    """(ky, kx, the float64 inputs tap (ky, kx) of a k x k kernel meets at every output position)."""
     pad = k // 2
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    out = np.zeros((n, c, oh, ow))
+    oh, ow = (x.shape[2] + 2 * pad - k) // stride + 1, (x.shape[3] + 2 * pad - k) // stride + 1
     for ky in range(k):
         for kx in range(k):
-            patch = xp[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
-            out += patch * w[None, :, 0, ky, kx, None, None]
-    return out
+            yield ky, kx, xp[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+
+
+def reference_conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """Depthwise convolution in float64 numpy: padding k // 2, the given stride."""
+    return sum(patch * w[None, :, 0, ky, kx, None, None] for ky, kx, patch in _taps(x, w.shape[-1], stride))
 
 
 def _call(function, arrays: List[np.ndarray]) -> int:
@@ -181,12 +181,8 @@ def self_check(library: Path) -> None:
             dw = np.zeros(w.shape, np.float32)
             status_w = _call(getattr(lib, f"DwBackwardFilterS{stride}"), [x, g, w, dw])
             want_dw = np.zeros(w.shape)
-            xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
-            oh, ow = want.shape[2:]
-            for ky in range(k):
-                for kx in range(k):
-                    patch = xp[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
-                    want_dw[:, 0, ky, kx] = np.sum(patch * g, axis=(0, 2, 3))
+            for ky, kx, patch in _taps(x, k, stride):
+                want_dw[:, 0, ky, kx] = np.sum(patch * g, axis=(0, 2, 3))
             checks.append((f"DwBackwardFilterS{stride}", status_w, dw, want_dw))
             for name, status, got, expected in checks:
                 if status != 0:
@@ -294,7 +290,7 @@ def set_native(net, enabled: bool) -> int:
             cell.native = None
             continue
         ops = operators(cell.conv.stride[0])
-        if getattr(cell, "folded", False):
+        if cell.conv.has_bias:  # a folded conv (src/fuse.py): bias and ReLU6 go into the same call
             cell.native = ops["bias_relu6"] if cell.act is not None else ops["bias"]
         else:
             cell.native = ops["conv"]
@@ -302,16 +298,19 @@ def set_native(net, enabled: bool) -> int:
     return count
 
 
+def _running_native(net) -> List[object]:
+    return [cell for _, cell in net.cells_and_names() if getattr(cell, "native", None) is not None]
+
+
 def native_count(net) -> int:
     """How many convs of ``net`` currently run the native kernel."""
-    return sum(1 for _, cell in net.cells_and_names() if getattr(cell, "native", None) is not None)
+    return len(_running_native(net))
 
 
 @contextlib.contextmanager
 def builtin_only(net):
     """Within the block ``net`` uses MindSpore's Conv2D everywhere (for export); restored afterwards."""
-    saved = [(cell, cell.native) for _, cell in net.cells_and_names()
-             if getattr(cell, "native", None) is not None]
+    saved = [(cell, cell.native) for cell in _running_native(net)]
     for cell, _ in saved:
         cell.native = None
     try:

@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from src.errors import UserError
+from src.native_depthwise import CHOICES as DEPTHWISE_CHOICES, apply_choice
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,8 +170,6 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
         from src.fuse import fold_batchnorm
 
         net = fold_batchnorm(net)  # same logits (tests/test_fuse.py), fewer operators per image
-    from src.native_depthwise import apply_choice
-
     apply_choice(net, depthwise_kernel, "CPU")  # folded: depthwise conv + bias + ReLU6 in one call
     return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size, classes)
 
@@ -238,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names.add_argument("--class_names_from", default="", help="ImageFolder dataset whose class folders name the classes")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--depthwise_kernel", default="auto", choices=["auto", "native", "builtin"],
+    parser.add_argument("--depthwise_kernel", default="auto", choices=DEPTHWISE_CHOICES,
                         help="a .ckpt's depthwise convs: this project's native CPU kernel or MindSpore's Conv2D "
                              "(default %(default)s: native when it builds)")
     args = parser.parse_args(argv)
