@@ -10,8 +10,11 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
-NET_CONFIGS = SHARED / "reference" / "net_configs"
+# Copies of the official released network configs and the official (Pixel 1) latency table, so that a
+# clone runs the whole suite on its own (originals: ../shared/reference/ of the project's workspace).
+DATA = ROOT / "tests" / "data"
+NET_CONFIGS = DATA / "net_configs"
+OFFICIAL_LATENCY_TABLE = DATA / "mobile_trim.yaml"
 
 VARIANT_CONFIGS = {
     "proxylessnas_mobile": "proxyless_mobile.config",
@@ -22,11 +25,8 @@ VARIANT_CONFIGS = {
 
 
 def official_config(variant: str) -> Path:
-    """Path of the released JSON config of a variant; skips (with the reason) when ../shared is absent."""
-    path = NET_CONFIGS / VARIANT_CONFIGS[variant]
-    if not path.is_file():
-        pytest.skip(f"reference config {path} not found: the tests expect ../shared beside the checkout")
-    return path
+    """Path of the released JSON config of a variant (kept in tests/data/net_configs/)."""
+    return NET_CONFIGS / VARIANT_CONFIGS[variant]
 
 
 def default_depthwise_kernel() -> str:
