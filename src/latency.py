@@ -13,10 +13,26 @@ A table maps one string key per distinct layer to its measured latency (millisec
 The key builders below are the one place these strings are written; the table builder
 (``tools/latency.py``) and the architecture search read and write keys only through them.
 Spatial sizes follow the input: a conv of stride s with padding k//2 maps a side of n to ceil(n / s).
+
+Also here: the official search space as data (:func:`default_space`), the layers a table holds
+(:func:`layers_to_build`, :func:`spec_layers`), the table itself (:class:`LatencyTable`, official YAML plus
+an optional ``_meta`` record), measuring it on ONNX Runtime or MindSpore (:func:`build_table`), and using it
+(:func:`predict_latency`, checked end to end by :func:`measure_network`).
 """
 from __future__ import annotations
 
-from typing import Union
+import datetime as _dt
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from src.errors import UserError
 
 Number = Union[int, float]
 
@@ -60,3 +76,640 @@ def feature_mix_key(size: int, in_channels: int, out_channels: int) -> str:
 def logits_key(size: int, in_channels: int, num_classes: int) -> str:
     """Global average pooling + classifier: ``Logits-input:7x7x1280-output:1000``."""
     return f"Logits-input:{_hwc(size, in_channels)}-output:{int(num_classes)}"
+
+
+_LOG = logging.getLogger(__name__)
+
+RUNTIMES = ("onnxruntime", "mindspore")
+SPACES = ("default", "released")
+META_KEY = "_meta"
+FIELDS = ("count", "mean", "var")
+
+# The official search space (mit-han-lab/proxylessnas, search/imagenet_arch_search.py defaults).
+DEFAULT_WIDTHS = (24, 40, 80, 96, 192, 320)
+DEFAULT_CELLS = (4, 4, 4, 4, 4, 1)
+DEFAULT_STRIDES = (2, 2, 2, 1, 2, 1)
+DEFAULT_CANDIDATES: Tuple[Tuple[int, int], ...] = ((3, 3), (3, 6), (5, 3), (5, 6), (7, 3), (7, 6))
+STEM_CHANNELS, FIRST_BLOCK_CHANNELS, HEAD_CHANNELS = 32, 16, 1280
+# The official mobile table also lists the first block (MBConv1) with 5x5 and 7x7 kernels although the
+# search fixes it at 3x3; a default-space build measures them too so that its keys equal the official ones.
+FIRST_BLOCK_TABLE_KERNELS = (3, 5, 7)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """A channel count: ``value`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``),
+    one step up when rounding lost more than 10% (the rule of the official search code and TF-slim)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+# ---------------------------------------------------------------------------
+# The search space as data
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CellSpace:
+    """One mixed cell (edge) of the search space: where it sits and what it may become."""
+
+    in_size: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    candidates: Tuple[Tuple[int, int], ...]  # (kernel, expand) of each MBConv candidate, official order
+    zero: bool  # Zero is a candidate: stride 1 and equal widths, exactly when the cell has an identity shortcut
+
+    @property
+    def out_size(self) -> int:
+        return out_size(self.in_size, self.stride)
+
+    @property
+    def shortcut(self) -> bool:
+        """Identity shortcut (official code: stride 1 and equal widths); its keys carry idskip 1."""
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+    def key(self, kernel: int, expand: float) -> str:
+        """Latency-table key of one MBConv candidate of this cell."""
+        return mbconv_key(self.in_size, self.in_channels, self.out_channels, expand, kernel, self.stride,
+                          self.shortcut)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The official ProxylessNAS search space at one input size: fixed stem, fixed first block, 21 mixed
+    cells, fixed feature mix and classifier."""
+
+    image_size: int
+    num_classes: int
+    width_mult: float
+    stem_channels: int
+    first_block_channels: int
+    cells: Tuple[CellSpace, ...]
+    head_channels: int
+    in_channels: int = 3
+    stem_kernel: int = 3
+    stem_stride: int = 2
+    first_block_kernel: int = 3
+
+    @property
+    def stem_size(self) -> int:
+        """Side of the stem's output (the first block runs at this size)."""
+        return out_size(self.image_size, self.stem_stride)
+
+    @property
+    def last_channels(self) -> int:
+        return self.cells[-1].out_channels if self.cells else self.first_block_channels
+
+    @property
+    def feature_size(self) -> int:
+        """Side of the last feature map (feature mix and classifier)."""
+        return self.cells[-1].out_size if self.cells else self.stem_size
+
+    def fixed_keys(self) -> Dict[str, str]:
+        """Keys of the layers every network of the space has: stem, first block, feature mix, classifier."""
+        return {
+            "stem": conv_key(self.image_size, self.in_channels, self.stem_channels, self.stem_stride),
+            "first_block": mbconv_key(self.stem_size, self.stem_channels, self.first_block_channels, 1,
+                                      self.first_block_kernel, 1, False),
+            "feature_mix": feature_mix_key(self.feature_size, self.last_channels, self.head_channels),
+            "logits": logits_key(self.feature_size, self.head_channels, self.num_classes),
+        }
+
+
+def _check_positive(name: str, value: Any, minimum: float = 1) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
+        raise UserError(f"{name} must be a number >= {minimum}, got {value!r}")
+
+
+def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: int = 1000) -> SearchSpace:
+    """The official search space (stem, first block, 21 mixed cells, feature mix, classifier) at this input.
+
+    Widths follow the official ``SuperProxylessNASNets`` (checked against mit-han-lab/proxylessnas,
+    search/models/super_nets/super_proxyless.py): stem, first block and every stage width are
+    ``make_divisible(width * width_mult, 8)``; the feature mix stays 1280 unless ``width_mult > 1``.
+    """
+    _check_positive("image_size", image_size, 8)
+    _check_positive("num_classes", num_classes)
+    if not width_mult > 0:
+        raise UserError(f"width_mult must be > 0, got {width_mult!r}")
+    stem = make_divisible(STEM_CHANNELS * width_mult)
+    first = make_divisible(FIRST_BLOCK_CHANNELS * width_mult)
+    head = make_divisible(HEAD_CHANNELS * width_mult) if width_mult > 1.0 else HEAD_CHANNELS
+    size = out_size(image_size, 2)
+    channels = first
+    cells: List[CellSpace] = []
+    for width, count, stage_stride in zip(DEFAULT_WIDTHS, DEFAULT_CELLS, DEFAULT_STRIDES):
+        width = make_divisible(width * width_mult)
+        for i in range(count):
+            stride = stage_stride if i == 0 else 1
+            cells.append(CellSpace(size, channels, width, stride, DEFAULT_CANDIDATES,
+                                   zero=stride == 1 and channels == width))
+            size, channels = out_size(size, stride), width
+    return SearchSpace(image_size=int(image_size), num_classes=int(num_classes), width_mult=float(width_mult),
+                       stem_channels=stem, first_block_channels=first, cells=tuple(cells), head_channels=head)
+
+
+def space_spec(space: SearchSpace, choices: Sequence[Optional[Tuple[int, float]]], name: str = "custom"):
+    """The NetSpec of one network of ``space``: per cell a (kernel, expand) candidate, or None for Zero."""
+    from src.arch import BlockSpec, NetSpec, group_stages
+
+    if len(choices) != len(space.cells):
+        raise UserError(f"{len(choices)} choices for {len(space.cells)} cells of the search space")
+    blocks = [BlockSpec(space.stem_channels, space.first_block_channels, space.first_block_kernel, 1, 1)]
+    for i, (cell, choice) in enumerate(zip(space.cells, choices)):
+        if choice is None:
+            if not cell.zero:
+                raise UserError(f"cell {i} cannot be Zero (stride {cell.stride}, {cell.in_channels} -> "
+                                f"{cell.out_channels} channels)")
+            blocks.append(BlockSpec(cell.in_channels, cell.in_channels, zero=True))
+        else:
+            kernel, expand = choice
+            blocks.append(BlockSpec(cell.in_channels, cell.out_channels, int(kernel), cell.stride, expand))
+    return NetSpec(stem_channels=space.stem_channels, head_channels=space.head_channels,
+                   stages=group_stages(blocks), in_channels=space.in_channels, stem_kernel=space.stem_kernel,
+                   stem_stride=space.stem_stride, name=name)
+
+
+# ---------------------------------------------------------------------------
+# Layers: what one table entry measures
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layer:
+    """One distinct layer to measure or look up: its key and what builds it."""
+
+    key: str
+    kind: str  # "stem" | "block" | "feature_mix" | "logits"
+    in_size: int
+    in_channels: int
+    out_channels: int
+    stride: int = 1
+    kernel: int = 1
+    block: Any = None  # the BlockSpec of a "block" layer
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int, int]:
+        return (1, self.in_channels, self.in_size, self.in_size)
+
+
+def _block_layer(block, size: int) -> Layer:
+    key = mbconv_key(size, block.in_channels, block.out_channels, block.expand_ratio, block.kernel_size,
+                     block.stride, block.shortcut)
+    return Layer(key, "block", size, block.in_channels, block.out_channels, block.stride, block.kernel_size, block)
+
+
+def spec_layers(spec, image_size: int, num_classes: int = 1000) -> List[Layer]:
+    """The layers of one network in order, as the official ``mobile`` estimate sums them (Zero blocks left out)."""
+    _check_positive("image_size", image_size, 8)
+    size = image_size
+    layers = [Layer(conv_key(size, spec.in_channels, spec.stem_channels, spec.stem_stride), "stem", size,
+                    spec.in_channels, spec.stem_channels, spec.stem_stride, spec.stem_kernel)]
+    size = out_size(size, spec.stem_stride)
+    for block in spec.blocks:
+        if not block.zero:
+            layers.append(_block_layer(block, size))
+        size = out_size(size, block.stride)
+    layers.append(Layer(feature_mix_key(size, spec.last_channels, spec.head_channels), "feature_mix", size,
+                        spec.last_channels, spec.head_channels))
+    layers.append(Layer(logits_key(size, spec.head_channels, num_classes), "logits", size, spec.head_channels,
+                        num_classes))
+    return layers
+
+
+def space_layers(space: SearchSpace) -> List[Layer]:
+    """Every distinct layer of the search space (what ``build --space default`` measures), in network order."""
+    from src.arch import BlockSpec
+
+    stem = Layer(space.fixed_keys()["stem"], "stem", space.image_size, space.in_channels, space.stem_channels,
+                 space.stem_stride, space.stem_kernel)
+    blocks = [_block_layer(BlockSpec(space.stem_channels, space.first_block_channels, k, 1, 1), space.stem_size)
+              for k in FIRST_BLOCK_TABLE_KERNELS]
+    for cell in space.cells:
+        for kernel, expand in cell.candidates:
+            blocks.append(_block_layer(BlockSpec(cell.in_channels, cell.out_channels, kernel, cell.stride, expand),
+                                       cell.in_size))
+    size = space.feature_size
+    feature_mix = Layer(space.fixed_keys()["feature_mix"], "feature_mix", size, space.last_channels,
+                        space.head_channels)
+    logits = Layer(space.fixed_keys()["logits"], "logits", size, space.head_channels, space.num_classes)
+    return _distinct([stem, *blocks, feature_mix, logits])
+
+
+def _distinct(layers: Iterable[Layer]) -> List[Layer]:
+    seen: Dict[str, Layer] = {}
+    for layer in layers:
+        seen.setdefault(layer.key, layer)
+    return list(seen.values())
+
+
+def resolve_arch(arch: str):
+    """The NetSpec and class count of ``arch``: a released name or a path to an official .config/.json."""
+    from src.arch import ARCHS, get_arch, spec_from_config
+
+    if arch in ARCHS:
+        return get_arch(arch), 1000
+    if str(arch).endswith((".config", ".json")) or Path(arch).is_file():
+        spec, extra = spec_from_config(arch)
+        return spec, int(extra["num_classes"])
+    return get_arch(arch), 1000  # raises the error that lists the valid names
+
+
+def layers_to_build(image_size: int, space: str = "default", arch: Optional[str] = None, num_classes: int = 1000,
+                    width_mult: float = 1.0) -> List[Layer]:
+    """The distinct layers a ``build`` measures: the default search space, the four released networks, or one."""
+    from src.arch import ARCHS, get_arch
+
+    if arch is not None:
+        spec, _ = resolve_arch(arch)
+        return _distinct(spec_layers(spec, image_size, num_classes))
+    if space == "default":
+        return space_layers(default_space(image_size, width_mult, num_classes))
+    if space == "released":
+        return _distinct(layer for name in sorted(ARCHS) for layer in spec_layers(get_arch(name), image_size,
+                                                                                   num_classes))
+    raise UserError(f"unknown --space {space!r}: valid are {', '.join(SPACES)} (or give --arch)")
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+_CONV_KEY = re.compile(r"^Conv-input:(\d+)x(\d+)x\d+-")
+
+
+def build_command(image_size: Any = "SIZE", runtime: str = "onnxruntime", what: str = "--space default",
+                  output: str = "my_table.yaml") -> str:
+    """The ``tools/latency.py build`` command line that measures a table."""
+    return f"python tools/latency.py build --runtime {runtime} --image_size {image_size} {what} --output {output}"
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latencies (milliseconds, batch 1) keyed as the official ``mobile_trim.yaml``, plus ``meta``."""
+
+    entries: Dict[str, Dict[str, float]]
+    meta: Dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    @classmethod
+    def load(cls, path) -> "LatencyTable":
+        """Read a table in the official YAML format (a ``_meta`` record is optional)."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"latency table not found: {path} (make one with: {build_command(output=str(path))})")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise UserError(f"latency table {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict) or not data:
+            raise UserError(f"latency table {path} holds no entries: expected 'KEY: {{count, mean, var}}' records")
+        meta = data.pop(META_KEY, None) or {}
+        entries: Dict[str, Dict[str, float]] = {}
+        for key, record in data.items():
+            if not isinstance(record, dict) or not isinstance(record.get("mean"), (int, float)):
+                raise UserError(f"latency table {path}: entry {key!r} has no numeric 'mean' (got {record!r})")
+            entries[str(key)] = {name: float(record[name]) for name in FIELDS if name in record}
+        return cls(entries, dict(meta), str(path))
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the table (entries sorted, ``_meta`` first) atomically; an existing file needs ``overwrite``."""
+        import yaml
+
+        path = Path(path)
+        if path.is_dir():
+            raise UserError(f"--output {path} is a folder: give a .yaml file name")
+        if path.exists() and not overwrite:
+            raise UserError(f"{path} exists: pass --overwrite to replace it, or choose another --output")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document: Dict[str, Any] = {}
+        if self.meta:
+            document[META_KEY] = self.meta
+        for key in sorted(self.entries):
+            document[key] = {name: self.entries[key][name] for name in FIELDS if name in self.entries[key]}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                yaml.safe_dump(document, handle, sort_keys=False, default_flow_style=False, width=1000)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.source = str(path)
+        return path
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def image_size(self) -> Optional[int]:
+        """Input size the table was measured at: from ``_meta``, else from its stem-conv (``Conv``) key."""
+        if self.meta.get("image_size"):
+            return int(self.meta["image_size"])
+        sizes = {int(m.group(1)) for m in map(_CONV_KEY.match, self.entries) if m}
+        return sizes.pop() if len(sizes) == 1 else None
+
+    @property
+    def call_overhead_ms(self) -> float:
+        """Fixed cost of one runtime call, measured at build time and already taken out of every entry."""
+        return float(self.meta.get("call_overhead_ms", 0.0))
+
+    def mean(self, key: str, arch: Optional[str] = None) -> float:
+        """Mean latency of one layer in ms; a missing key is a UserError naming the build command that adds it."""
+        record = self.entries.get(key)
+        if record is not None:
+            return record["mean"]
+        match = _CONV_KEY.match(key)
+        size = self.image_size or (int(match.group(1)) if match else "SIZE")
+        runtime = self.meta.get("runtime", "onnxruntime")
+        what = f"--arch {arch}" if arch else "--space default (or --space released, or --arch NAME_OR_CONFIG)"
+        raise UserError(f"latency table {self.source} has no entry {key!r}: measure it with "
+                        f"`{build_command(size, runtime, what, 'NEW_TABLE.yaml')}`")
+
+
+# ---------------------------------------------------------------------------
+# Predicting a network's latency from a table
+# ---------------------------------------------------------------------------
+def check_image_size(table: LatencyTable, image_size: int) -> None:
+    """A table answers only for the input size it was measured at."""
+    measured = table.image_size
+    if measured is not None and int(image_size) != measured:
+        raise UserError(f"latency table {table.source} was measured at image size {measured}, not {image_size}: "
+                        f"use --image_size {measured}, or build a table at {image_size} with "
+                        f"`{build_command(image_size, table.meta.get('runtime', 'onnxruntime'))}`")
+
+
+def predict_latency(table: LatencyTable, spec, image_size: int, num_classes: int) -> Tuple[float, List[Tuple[str, float]]]:
+    """(total ms, per-layer breakdown) of a network: stem + every non-Zero block + feature mix + classifier,
+    the sum of the official ``mobile`` estimate; plus the table's one-call overhead once, if it recorded one."""
+    check_image_size(table, image_size)
+    arch = spec.name if spec.name != "custom" else "NAME_OR_CONFIG"
+    breakdown = [(layer.key, table.mean(layer.key, arch)) for layer in spec_layers(spec, image_size, num_classes)]
+    if table.call_overhead_ms:
+        breakdown.append(("call overhead (once per network run)", table.call_overhead_ms))
+    return math.fsum(ms for _, ms in breakdown), breakdown
+
+
+def network_summary(spec, image_size: int, num_classes: int) -> str:
+    """'NAME: P parameters, M MACs at SxS' from src/flops.py."""
+    from src.flops import net_macs_params
+
+    macs, params = net_macs_params(spec, image_size, num_classes)
+    return f"{spec.name}: {params:,} parameters, {macs / 1e6:.1f} M MACs at {image_size}x{image_size}"
+
+
+# ---------------------------------------------------------------------------
+# Measuring: each layer as a MindSpore cell of the project's own blocks, BatchNorm folded as exported
+# ---------------------------------------------------------------------------
+def _check_runtime(runtime: str, threads: Optional[int]) -> None:
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}: valid are {', '.join(RUNTIMES)}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise UserError(f"--threads must be a positive integer (or left out for the runtime's default), got {threads!r}")
+
+
+def _folded(cell):
+    """``cell`` with every ConvBNAct replaced by its BN-folded ConvAct: the form ``export.py`` writes by default."""
+    from mindspore import nn
+
+    from src.fuse import ConvAct, folded_weights
+    from src.proxylessnas_mobile import ConvBNAct
+
+    def fold(block):
+        weight, bias = folded_weights(block)
+        return ConvAct(block.conv, weight, bias, act=block.act is not None)
+
+    if isinstance(cell, ConvBNAct):
+        return fold(cell)
+    for _, parent in list(cell.cells_and_names()):
+        for name, child in list(parent.name_cells().items()):
+            if isinstance(child, ConvBNAct):
+                if isinstance(parent, nn.SequentialCell):
+                    parent[list(parent.name_cells()).index(name)] = fold(child)
+                else:
+                    setattr(parent, name, fold(child))
+    return cell
+
+
+def _logits_cell(in_channels: int, num_classes: int):
+    """Global pooling (a mean over H and W, as the network's) + classifier."""
+    from mindspore import nn, ops
+
+    class Logits(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.output = nn.Dense(in_channels, num_classes)
+
+        def construct(self, x):
+            return self.output(ops.mean(x, (2, 3)))
+
+    return Logits()
+
+
+def _overhead_cell():
+    """The cheapest real layer: one ReLU on 8 values, to measure what a runtime call costs by itself."""
+    from mindspore import nn
+
+    class Tiny(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.relu = nn.ReLU()
+
+        def construct(self, x):
+            return self.relu(x)
+
+    return Tiny()
+
+
+def layer_cell(layer: Layer, bn_eps: float = 1e-3):
+    """A MindSpore cell computing exactly this layer of the network (eval mode, BatchNorm folded)."""
+    from src.proxylessnas_mobile import ConvBNAct, ProxylessUnit
+
+    if layer.kind == "stem":
+        cell = ConvBNAct(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, bn_eps=bn_eps)
+    elif layer.kind == "block":
+        cell = ProxylessUnit(layer.block, bn_eps)
+    elif layer.kind == "feature_mix":
+        cell = ConvBNAct(layer.in_channels, layer.out_channels, 1, bn_eps=bn_eps)
+    elif layer.kind == "logits":
+        cell = _logits_cell(layer.in_channels, layer.out_channels)
+    else:
+        raise ValueError(f"unknown layer kind {layer.kind!r}")
+    cell.set_train(False)
+    cell = _folded(cell)
+    cell.set_train(False)
+    return cell
+
+
+def _time_calls(call, warmup: int, runs: int) -> Dict[str, float]:
+    """count/mean/var (ms) of ``runs`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    mean = math.fsum(times) / len(times)
+    var = math.fsum((t - mean) ** 2 for t in times) / len(times)
+    return {"count": len(times), "mean": mean, "var": var}
+
+
+class _Timer:
+    """Times cells on one runtime with fixed threads; one instance per build or check."""
+
+    def __init__(self, runtime: str, threads: Optional[int], warmup: int, runs: int):
+        _check_runtime(runtime, threads)
+        if warmup < 0 or runs < 1:
+            raise UserError(f"need warmup >= 0 and runs >= 1, got warmup {warmup}, runs {runs}")
+        self.runtime, self.threads, self.warmup, self.runs = runtime, threads, warmup, runs
+        import mindspore as ms
+
+        from src.model_utils.device import set_device
+
+        set_device("CPU")
+        context: Dict[str, Any] = {"mode": ms.GRAPH_MODE}
+        if runtime == "mindspore" and threads:
+            context["runtime_num_threads"] = threads
+        ms.set_context(**context)
+        self._work = tempfile.TemporaryDirectory(prefix="latency-")
+        self._count = 0
+
+    def close(self) -> None:
+        self._work.cleanup()
+
+    def version(self) -> str:
+        if self.runtime == "onnxruntime":
+            import onnxruntime
+
+            return onnxruntime.__version__
+        import mindspore
+
+        return mindspore.__version__
+
+    def session(self, path: str):
+        """An ONNX Runtime CPU session with this timer's thread count (runtime default when None)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def time_onnx(self, path: str, shape: Tuple[int, ...]) -> Dict[str, float]:
+        session = self.session(path)
+        feed = {session.get_inputs()[0].name: _input(shape)}
+        return _time_calls(lambda: session.run(None, feed), self.warmup, self.runs)
+
+    def time_cell(self, cell, shape: Tuple[int, ...]) -> Dict[str, float]:
+        """Latency of one cell: exported to ONNX and run by ONNX Runtime, or run by MindSpore in GRAPH mode."""
+        import mindspore as ms
+
+        x = ms.Tensor(_input(shape))
+        if self.runtime == "mindspore":
+            return _time_calls(lambda: cell(x).asnumpy(), self.warmup, self.runs)
+        self._count += 1
+        stem = os.path.join(self._work.name, f"layer{self._count}")
+        ms.export(cell, x, file_name=stem, file_format="ONNX")
+        path = stem + ".onnx"
+        try:
+            return self.time_onnx(path, shape)
+        finally:
+            os.remove(path)
+
+    def call_overhead(self) -> Dict[str, float]:
+        """What one call of the runtime costs with (almost) no work: a ReLU on 8 values."""
+        cell = _overhead_cell()
+        cell.set_train(False)
+        return self.time_cell(cell, (1, 8))
+
+
+def _input(shape: Tuple[int, ...]):
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def cpu_description() -> Dict[str, Any]:
+    """CPU model and the vector-ISA flags that decide kernel speed, from /proc/cpuinfo (Linux)."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif name.strip() == "flags":
+                flags = set(value.split())
+            if flags and model:
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return {"cpu": model, "cpu_flags": " ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted),
+            "cpu_count": os.cpu_count()}
+
+
+def build_table(runtime: str, image_size: int, *, space: str = "default", arch: Optional[str] = None,
+                threads: Optional[int] = None, num_classes: int = 1000, width_mult: float = 1.0, warmup: int = 10,
+                runs: int = 50, progress: bool = True, subtract_overhead: bool = True) -> LatencyTable:
+    """Measure every distinct layer of a space or network, batch 1, on ``runtime``; a table with ``_meta``.
+
+    With ``subtract_overhead`` the cost of an empty runtime call (measured first) is taken out of every
+    entry and recorded once in ``_meta.call_overhead_ms``: a network run pays it once, not once per layer.
+    """
+    _check_runtime(runtime, threads)
+    _check_positive("image_size", image_size, 8)
+    layers = layers_to_build(image_size, space, arch, num_classes, width_mult)
+    timer = _Timer(runtime, threads, warmup, runs)
+    started = time.perf_counter()
+    entries: Dict[str, Dict[str, float]] = {}
+    try:
+        overhead = timer.call_overhead()["mean"] if subtract_overhead else 0.0
+        for i, layer in enumerate(layers, start=1):
+            record = timer.time_cell(layer_cell(layer), layer.input_shape)
+            record["mean"] = max(record["mean"] - overhead, 0.0)
+            entries[layer.key] = record
+            if progress:
+                elapsed = time.perf_counter() - started
+                _LOG.info("[%d/%d] %s: %.3f ms (elapsed %.0f s, ETA %.0f s)", i, len(layers), layer.key,
+                          record["mean"], elapsed, elapsed / i * (len(layers) - i))
+        version = timer.version()
+    finally:
+        timer.close()
+    meta = {"runtime": runtime, "runtime_version": version, "threads": threads if threads else "default",
+            "batch": 1, "image_size": int(image_size), "num_classes": int(num_classes),
+            "space": arch if arch is not None else space, "width_mult": float(width_mult),
+            "warmup": warmup, "runs": runs, "call_overhead_ms": round(overhead, 6),
+            "call_overhead_note": "subtracted from every mean; predict adds it once per network run",
+            **cpu_description(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset") if runtime == "mindspore" else None,
+            "bn": "folded into the convs (as export.py writes the network)",
+            "build_seconds": round(time.perf_counter() - started, 1),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return LatencyTable(entries, {k: v for k, v in meta.items() if v is not None})
+
+
+def measure_network(spec, image_size: int, num_classes: int, runtime: str, threads: Optional[int], *,
+                    warmup: int = 10, runs: int = 50) -> float:
+    """End-to-end latency (ms, batch 1) of the whole network on ``runtime``, BN folded as exported."""
+    from src.proxylessnas_mobile import ProxylessNAS
+
+    _check_runtime(runtime, threads)
+    timer = _Timer(runtime, threads, warmup, runs)
+    try:
+        net = ProxylessNAS(spec, num_classes=num_classes)
+        net.set_train(False)
+        shape = (1, spec.in_channels, image_size, image_size)
+        if runtime == "mindspore":
+            from src.fuse import fold_batchnorm
+
+            return timer.time_cell(fold_batchnorm(net), shape)["mean"]
+        from src.export import export_network
+
+        # the project's own export path: folded BN, reloaded and compared before it is used
+        result = export_network(net, os.path.join(timer._work.name, "network"), "ONNX", 1, image_size)
+        return timer.time_onnx(str(result.path), shape)["mean"]
+    finally:
+        timer.close()
