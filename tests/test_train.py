@@ -266,3 +266,37 @@ def test_ema_update_rule():
     ema(ms.Tensor(0.75, ms.float32))
     shadow = {p.name: p.asnumpy() for p in ema.shadow}
     np.testing.assert_allclose(shadow["ema.output.weight"], 0.75 * w0 + 0.25 * (w0 + 1.0), rtol=1e-6, atol=1e-6)
+
+
+def test_a_run_that_fails_at_start_leaves_no_folder_and_the_name_stays_free(data, tmp_path):
+    out = tmp_path / "runs"
+    missing = run_script(["train.py", *TINY, "--dataset_path", tmp_path / "nothing", "--save_ckpt_path", out,
+                          "--run_name", "again"])
+    assert missing.returncode == 2 and "dataset path not found" in missing.stderr
+    bad_ckpt = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                           "--pretrained", tmp_path / "no.ckpt"])
+    assert bad_ckpt.returncode == 2 and "checkpoint not found" in bad_ckpt.stderr
+    unknown = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                          "--epochs", "1"])
+    assert unknown.returncode == 2 and "unknown option --epochs" in unknown.stderr
+    assert not out.exists()  # nothing created by any of them
+    ok = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                     "--epoch_size", "1", "--steps_per_epoch", "1", "--eval_interval", "0"])
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    log = (out / "again" / "train.log").read_text()
+    # lines logged before the folder existed are in train.log too
+    assert "data shard: rank 0 of 1" in log and "run folder:" in log
+    assert (out / "again" / "shards" / "rank_0.txt").read_text().count("\n") == 8
+
+
+def test_eval_accepts_export_s_checkpoint_key(baseline, data, tmp_path):
+    ckpt = baseline[0] / "checkpoints" / "proxylessnas_mobile-best.ckpt"
+    proc = run_script(["eval.py", "--device_target", "CPU", "--num_classes", "2", "--image_size", "32",
+                       "--dataset_path", data, "--checkpoint", ckpt, "--eval_output", tmp_path / "e.json"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((tmp_path / "e.json").read_text())["best"] == str(ckpt)
+    both = run_script(["eval.py", "--device_target", "CPU", "--num_classes", "2", "--dataset_path", data,
+                       "--checkpoint", ckpt, "--checkpoint_path", tmp_path / "other.ckpt"])
+    assert both.returncode == 2
+    assert both.stderr.strip() == (f"error: --checkpoint_path {tmp_path / 'other.ckpt'} and --checkpoint {ckpt} "
+                                   "disagree: pass one of them")
