@@ -24,7 +24,7 @@ from src.dataset import check_images, create_dataset, fill_to, scan_split, shard
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
-from src.lr_generator import get_lr
+from src.lr_generator import get_lr, recipe_lr_init, scale_lr
 from src.model_utils.device import ParallelInfo, init_context
 from src.native_depthwise import apply_choice
 from src.optim import create_optimizer, loss_scaling, resolve_amp_level
@@ -190,7 +190,10 @@ class Trainer:
         if c.pretrained and not c.resume:
             load_weights(self.net, c.pretrained, allow_new_classifier=True)
             _LOG.info("weights from %s", c.pretrained)
-        self.lr = get_lr(c.lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
+        lr_init, lr_note = scale_lr(c.lr_init, c.train_batch_size * self.info.group_size, c.lr_scale,
+                                    c.lr_base_batch, recipe_lr_init())
+        _LOG.info(lr_note)
+        self.lr = get_lr(lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
         self.amp_level = resolve_amp_level(c)
         # before the first step compiles the graph: the native CPU depthwise kernel, if chosen and available
         self.native_depthwise = apply_choice(self.net, c.depthwise_kernel, c.device_target, self.amp_level)

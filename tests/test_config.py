@@ -41,7 +41,7 @@ def test_booleans(text, value):
     (["--epoch_size", "1.5"], "--epoch_size: expected int, got '1.5'"),
     (["--lr_init", "fast"], "--lr_init: expected float, got 'fast'"),
     (["--cutout", "maybe"], "--cutout: expected bool (true/false/1/0), got 'maybe'"),
-    (["--device_target", "TPU"], "--device_target: 'TPU' is not one of Ascend, GPU, CPU"),
+    (["--device_target", "TPU"], "--device_target: 'TPU' is not one of auto, Ascend, GPU, CPU"),
     (["--file_format", "PB"], "--file_format: 'PB' is not one of MINDIR, ONNX, AIR"),
     (["--train_batch_size", "0"], "--train_batch_size: must be > 0, got 0"),
     (["--epoch_size", "-1"], "--epoch_size: must be > 0, got -1"),
@@ -132,3 +132,26 @@ def test_cpu_sets_onednn_isa_unless_user_did(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     configure_environment("CPU")
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
+
+
+def test_device_target_auto_resolves_to_cpu_here_and_says_so(caplog):
+    import logging
+    import mindspore as ms
+    from src.model_utils.device import resolve_device_target
+    assert get_config([]).device_target == "auto"  # the default
+    assert not ms.hal.is_available("Ascend") and not ms.hal.is_available("GPU")  # what this machine is
+    with caplog.at_level(logging.INFO, logger="src.model_utils.device"):
+        assert resolve_device_target("auto") == "CPU"
+    assert caplog.messages == ["device_target auto: CPU (this MindSpore finds no Ascend or GPU backend; "
+                               "pass --device_target Ascend or GPU to insist)"]
+    assert resolve_device_target("GPU") == "GPU"  # an explicit target is kept
+
+
+def test_entry_point_without_device_target_runs_on_cpu(tmp_path):
+    from conftest import make_image_folder, run_script
+    make_image_folder(tmp_path / "d", n_train=0, n_val=2)
+    proc = run_script(["eval.py", "--dataset_path", tmp_path / "d", "--num_classes", "2", "--image_size", "32",
+                       "--checkpoint_path", tmp_path / "absent.ckpt"])
+    # the config resolved and the device was chosen before the checkpoint was looked for
+    assert "device_target auto: CPU" in proc.stdout
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'absent.ckpt'}"

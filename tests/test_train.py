@@ -300,3 +300,24 @@ def test_eval_accepts_export_s_checkpoint_key(baseline, data, tmp_path):
     assert both.returncode == 2
     assert both.stderr.strip() == (f"error: --checkpoint_path {tmp_path / 'other.ckpt'} and --checkpoint {ckpt} "
                                    "disagree: pass one of them")
+
+
+@pytest.mark.slow
+def test_default_lr_is_scaled_to_the_batch_and_trains(tmp_path):
+    # issue 12: lr 0.2 (the seed's, for 1048 images) applied to batch 16 trained badly on a small 3-class set;
+    # the default now scales it (0.2 x 16 / 1048); lr_scale none is the old behaviour
+    data = make_image_folder(tmp_path / "d3", classes=("a", "b", "c"), n_train=16, n_val=8, size=(40, 40), seed=1)
+    top1 = {}
+    for rule in ("auto", "none"):
+        proc = run_script(["train.py", "--device_target", "CPU", "--dataset_path", data, "--num_classes", "3",
+                           "--image_size", "32", "--train_batch_size", "16", "--val_batch_size", "24",
+                           "--work_nums", "1", "--epoch_size", "30", "--warmup_epochs", "1", "--cutout", "false",
+                           "--eval_interval", "30", "--save_ckpt_path", tmp_path, "--run_name", rule,
+                           "--lr_scale", rule])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        top1[rule] = [r for r in read_metrics(tmp_path / rule) if r["type"] == "eval"][-1]["top1"]
+        peak = max(r["lr"] for r in read_metrics(tmp_path / rule) if r["type"] == "step")
+        assert peak == pytest.approx(0.2 * 16 / 1048 if rule == "auto" else 0.2, rel=1e-5)
+    assert "learning rate 0.00305344 = lr_init 0.2 x global batch 16 / lr_base_batch 1048 (lr_scale auto" in (
+        tmp_path / "auto" / "train.log").read_text()
+    assert top1["auto"] >= 0.9 and top1["auto"] > top1["none"], top1
