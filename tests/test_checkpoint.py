@@ -111,7 +111,7 @@ from modelzoo_checkpoint import KINDS, save_modelzoo_checkpoint  # noqa: E402
 TRAINING_STATE = {"momentum": ["momentum", "learning_rate", "global_step", "moments."],
                   "sgd": ["momentum", "learning_rate", "global_step", "accum.", "stat."],
                   "loss_scale": ["momentum", "learning_rate", "global_step", "moments.", "scale_sense"],
-                  "model_train": ["momentum", "learning_rate", "global_step", "moments."]}
+                  "model_train": ["momentum", "learning_rate", "global_step", "accum.", "stat."]}
 
 
 @pytest.fixture(scope="module")
