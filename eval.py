@@ -7,7 +7,8 @@ from src.model_utils.cli import entry_point
 @entry_point
 def main(config):
     from src.evaluate import run_eval
-    return run_eval(config)
+    from src.model_utils.moxing_adapter import moxing_wrapper
+    return moxing_wrapper(config, script="eval")(run_eval)(config)
 
 
 if __name__ == "__main__":

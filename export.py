@@ -7,8 +7,9 @@ from src.model_utils.cli import entry_point
 @entry_point
 def main(config):
     from src.export import describe, export_from_config
+    from src.model_utils.moxing_adapter import moxing_wrapper
 
-    print(describe(export_from_config(config)))
+    print(describe(moxing_wrapper(config, script="export")(export_from_config)(config)))
 
 
 if __name__ == "__main__":

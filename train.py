@@ -6,8 +6,9 @@ from src.model_utils.cli import entry_point
 
 @entry_point
 def main(config):
+    from src.model_utils.moxing_adapter import moxing_wrapper
     from src.trainer import train
-    return train(config)
+    return moxing_wrapper(config, script="train")(train)(config)
 
 
 if __name__ == "__main__":

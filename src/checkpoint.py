@@ -18,9 +18,16 @@ _LOG = logging.getLogger(__name__)
 _WRAPPER_PREFIXES = ("network._backbone.", "_backbone.", "network.", "backbone.", "net.")
 # Progress that train.py stores beside the weights (see src/trainer.py).
 TRAIN_STATE_KEYS = ("epoch_num", "step_num", "steps_per_epoch", "best_top1", "num_classes")
-# Keys of optimizer and training state, not weights.
-_STATE_PREFIXES = ("moments.", "accum.", "stat.", "ema.", "scale_sense", "learning_rate", "global_step",
-                   "current_iterator_step", "last_overflow_iterator_step") + TRAIN_STATE_KEYS
+# What a training cell saves besides the weights (nn.TrainOneStepCell / TrainOneStepWithLossScaleCell with
+# nn.Momentum or nn.SGD, Model.train + ModelCheckpoint, and this project's trainer): optimizer hyper-parameters
+# and slots, loss scaling, progress.  Recognised and skipped for weights loading; anything else is refused.
+_STATE_KEYS = frozenset(("momentum", "learning_rate", "global_step", "weight_decay", "dampening", "loss_scale",
+                         "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
+                         "beta1_power", "beta2_power") + TRAIN_STATE_KEYS)
+# Per-parameter optimizer slots (Momentum: moments, SGD: accum/stat, Adam: moment1/moment2), per-group learning
+# rates, and this project's EMA copy.
+_STATE_PREFIXES = ("moments.", "accum.", "stat.", "moment1.", "moment2.", "vhat.", "learning_rate_group_",
+                   "ema.")
 CLASSIFIER = ("output.weight", "output.bias")
 
 
@@ -40,6 +47,11 @@ def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
         raise UserError(f"checkpoint {p} cannot be read (truncated or not a MindSpore checkpoint): {first}") from None
 
 
+def is_training_state(name: str) -> bool:
+    """True for checkpoint entries that are optimizer or training state, not network weights."""
+    return name in _STATE_KEYS or name.startswith(_STATE_PREFIXES)
+
+
 def weights_of(entries: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     """The network weights among checkpoint entries, with wrapper prefixes removed.
 
@@ -51,7 +63,7 @@ def weights_of(entries: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
             if not name.startswith(prefix):
                 continue
             name = name[len(prefix):]
-        elif name.startswith(_STATE_PREFIXES):
+        elif is_training_state(name):
             continue
         for wrapper in _WRAPPER_PREFIXES:
             if name.startswith(wrapper):

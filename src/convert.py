@@ -12,8 +12,10 @@ as an official ``.config`` file, converts without a per-variant key list):
     osmr/imgclsmob ``.pth``: the same names as this project
     (``features.stageS.unitU.body.*``), with PyTorch BatchNorm names.
 ``modelzoo``
-    the MindSpore ModelZoo ``.ckpt`` of the seed: this project's names; optimizer
-    state is dropped.
+    the MindSpore ModelZoo ``.ckpt`` of the seed: this project's names; what a training
+    cell saves besides the weights (``momentum``, ``learning_rate``, ``global_step``,
+    ``moments.*``, ``accum.*``, ``stat.*``, loss scale) is recognised and dropped
+    (:func:`src.checkpoint.is_training_state`); any other extra entry is refused.
 
 Conversion is strict: every source tensor is used exactly once (only
 ``num_batches_tracked`` is ignored), every target tensor is filled and every

@@ -67,6 +67,14 @@ def checkpoint_files(path: str) -> List[str]:
     return [str(p)]
 
 
+def checkpoint_argument(config) -> str:
+    """eval.py's checkpoint: ``--checkpoint_path``, or export.py's ``--checkpoint`` meaning the same."""
+    path, alias = config.get("checkpoint_path", ""), config.get("checkpoint", "")
+    if path and alias and Path(path) != Path(alias):
+        raise UserError(f"--checkpoint_path {path} and --checkpoint {alias} disagree: pass one of them")
+    return path or alias
+
+
 def format_result(name: str, r: Dict[str, float]) -> str:
     return (f"{name}: top-1 {100 * r['top1']:.2f}% top-5 {100 * r['top5']:.2f}% loss {r['loss']:.4f} "
             f"({r['count']} images)")
@@ -92,7 +100,7 @@ def run_eval(config) -> int:
     from src.native_depthwise import apply_choice
     from src.proxylessnas_mobile import create_model
 
-    files = checkpoint_files(config.checkpoint_path)
+    files = checkpoint_files(checkpoint_argument(config))
     train_dir = split_dir(config.dataset_path, config.train_dir)
     classes = find_classes(train_dir) if train_dir.is_dir() else None
     images = scan_split(config, "val", classes)
@@ -121,7 +129,7 @@ def run_eval(config) -> int:
     summary = {"dataset": images.root, "arch": config.arch, "image_size": config.image_size,
                "crop_pct": config.crop_pct, "results": results, "best": best}
     out = config.eval_output or (str(Path(files[0]).with_suffix(".eval.json")) if len(files) == 1
-                                 else str(Path(config.checkpoint_path) / "eval_results.json"))
+                                 else str(Path(checkpoint_argument(config)) / "eval_results.json"))
     write_json_atomic(out, summary)
     _LOG.info("results written to %s", out)
     prefix = "best " if len(files) > 1 else ""

@@ -1,11 +1,48 @@
 """Per-step learning-rate schedules: linear warm-up, cosine decay, optional second cosine phase."""
 from __future__ import annotations
 
+import logging
 import math
+from typing import Optional, Tuple
 
 import numpy as np
 
 from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+LR_SCALE_RULES = ("auto", "linear", "none")
+
+
+def recipe_lr_init() -> float:
+    """``lr_init`` as written in default_config.yaml: the recipe's rate for ``lr_base_batch`` images."""
+    from src.model_utils.config import DEFAULT_CONFIG, load_yaml
+
+    return float(load_yaml(DEFAULT_CONFIG)[0]["lr_init"])
+
+
+def scale_lr(lr_init: float, global_batch: int, rule: str = "auto", base_batch: int = 1048,
+             default_lr: Optional[float] = None) -> Tuple[float, str]:
+    """The peak learning rate for this run's global batch, and one log line saying how it was obtained.
+
+    ``linear``: ``lr_init * global_batch / base_batch`` (``lr_init`` is the rate for ``base_batch`` images,
+    like timm's ``lr_base`` / ``lr_base_size``).  ``none``: ``lr_init`` as given.  ``auto``: ``linear`` when
+    ``lr_init`` is the recipe's own value (``default_lr``, from default_config.yaml), ``none`` when it was set to
+    another value (on the command line or in a YAML): a learning rate chosen by hand is taken as meant.
+    """
+    if rule not in LR_SCALE_RULES:
+        raise UserError(f"--lr_scale: {rule!r} is not one of {', '.join(LR_SCALE_RULES)}")
+    if base_batch <= 0:
+        raise UserError(f"--lr_base_batch: must be > 0, got {base_batch!r}")
+    applied = rule
+    if rule == "auto":
+        applied = "linear" if default_lr is not None and math.isclose(lr_init, default_lr) else "none"
+    if applied == "linear":
+        lr = lr_init * global_batch / base_batch
+        return lr, (f"learning rate {lr:.6g} = lr_init {lr_init:g} x global batch {global_batch} / lr_base_batch "
+                    f"{base_batch} (lr_scale {rule}: scaled linearly; --lr_scale none uses lr_init as given)")
+    why = "lr_init set explicitly, " if rule == "auto" else ""
+    return lr_init, (f"learning rate {lr_init:g} as given, for global batch {global_batch} (lr_scale {rule}: {why}"
+                     f"not scaled; --lr_scale linear scales it from lr_base_batch {base_batch})")
 
 
 def get_lr(lr_init: float, total_epochs: int, steps_per_epoch: int, warmup_epochs: float = 0,
@@ -22,6 +59,10 @@ def get_lr(lr_init: float, total_epochs: int, steps_per_epoch: int, warmup_epoch
     if restart_epoch and not warmup_epochs < restart_epoch < total_epochs:
         raise UserError(f"--lr_restart_epoch {restart_epoch} must lie between warmup_epochs ({warmup_epochs}) "
                         f"and epoch_size ({total_epochs}), or be 0")
+    if warmup_epochs >= total_epochs:
+        # warned, not refused: short smoke runs with the default warm-up are common and harmless
+        _LOG.warning("warmup_epochs %s >= epoch_size %s: the learning rate only rises and never decays; "
+                     "pass --warmup_epochs below --epoch_size (e.g. 0 for a short run)", warmup_epochs, total_epochs)
     total = total_epochs * steps_per_epoch
     warmup = min(int(round(warmup_epochs * steps_per_epoch)), total)
     first_end = restart_epoch * steps_per_epoch if restart_epoch else total

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import mindspore.nn as nn
 from mindspore import ops
@@ -154,18 +154,21 @@ def list_models() -> List[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str = "proxylessnas_mobile", num_classes: int = 1000, dropout_rate: float = 0.0,
+def create_model(name: str = "proxylessnas_mobile", num_classes: Optional[int] = None, dropout_rate: float = 0.0,
                  **options: Any) -> ProxylessNAS:
     """Build a registered variant, or a network from an official ``ProxylessNASNets`` JSON file.
 
     ``name`` is a registered name (see :func:`list_models`) or a path ending in ``.config``/``.json``.
+    ``num_classes`` defaults to the classifier size written in such a file, else 1000 (ImageNet).
     """
     if options:
         raise UserError(f"create_model got unknown options {sorted(options)}: valid are num_classes, dropout_rate")
     if name in _MODELS:
-        return _MODELS[name](num_classes=num_classes, dropout_rate=dropout_rate)
+        return _MODELS[name](num_classes=1000 if num_classes is None else num_classes, dropout_rate=dropout_rate)
     if str(name).endswith((".config", ".json")):
-        spec, _ = spec_from_config(name)
+        spec, classifier = spec_from_config(name)
+        if num_classes is None:
+            num_classes = int(classifier.get("num_classes") or 1000)
         return ProxylessNAS(spec, num_classes=num_classes, dropout_rate=dropout_rate)
     raise UserError(f"unknown arch {name!r}: valid are {', '.join(list_models())} "
                     "or a path to an official ProxylessNASNets .config/.json file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import logging.handlers
 import math
 import os
 import re
@@ -23,7 +24,7 @@ from src.dataset import check_images, create_dataset, fill_to, scan_split, shard
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
-from src.lr_generator import get_lr
+from src.lr_generator import get_lr, recipe_lr_init, scale_lr
 from src.model_utils.device import ParallelInfo, init_context
 from src.native_depthwise import apply_choice
 from src.optim import create_optimizer, loss_scaling, resolve_amp_level
@@ -44,7 +45,7 @@ def arch_tag(arch: str) -> str:
 
 
 def resolve_run_dir(config, info: ParallelInfo) -> Path:
-    """The run folder; refuses to reuse an existing one unless resuming into it or --overwrite."""
+    """The run folder, not yet created; refuses to reuse an existing one unless resuming into it or --overwrite."""
     if config.resume and not config.run_name:
         ckpt = Path(config.resume).resolve()
         if (ckpt.parent.parent / "config.yaml").is_file():
@@ -55,6 +56,18 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
     in_use = run_dir.exists() and any(p.name != "shards" for p in run_dir.iterdir())
     if info.is_main and in_use and not config.overwrite and not config.resume:
         raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
+    # created only once every input is validated (Trainer.run), so a run that fails at start leaves nothing;
+    # an unwritable place is reported now all the same
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if info.is_main and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        reason = "Not a directory" if not existing.is_dir() else "Permission denied"
+        raise UserError(f"cannot write to the run folder {run_dir} ({reason}: {existing}): "
+                        "choose a writable --save_ckpt_path")
+    return run_dir
+
+
+def create_run_dir(run_dir: Path, info: ParallelInfo) -> None:
+    """Create the run folder (main rank) and check that it takes files."""
     if info.is_main:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -64,7 +77,6 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
         except OSError as err:
             raise UserError(f"cannot write to the run folder {run_dir} ({err.strerror}): "
                             "choose a writable --save_ckpt_path") from None
-    return run_dir
 
 
 class MetricsLog:
@@ -127,10 +139,9 @@ class Trainer:
         self.run_dir = resolve_run_dir(config, self.info)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main)
-        if self.info.is_main:
-            handler = logging.FileHandler(self.run_dir / "train.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-            logging.getLogger().addHandler(handler)
+        # the log is kept in memory until the run folder exists (_open_run_dir), then written to train.log
+        self.early_log = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
+        logging.getLogger().addHandler(self.early_log)
         self.stop_signal: Optional[str] = None
         self.best_top1 = -1.0
         # epoch checkpoints already in the folder (a resumed run) count towards keep_checkpoint_max
@@ -152,9 +163,7 @@ class Trainer:
             mine = fill_to(check_images(mine, c.skip_bad_images, c.work_nums), per_rank)
         _LOG.info("data shard: rank %d of %d: %d of %d training images", info.rank, info.group_size,
                   len(mine), len(train_all))
-        shard_dir = self.run_dir / "shards"
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        (shard_dir / f"rank_{info.rank}.txt").write_text("".join(p + "\n" for p, _ in mine.samples))
+        self.shard_samples = mine.samples
         self.steps_per_epoch = len(mine) // c.train_batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"{len(mine)} training images per device are fewer than --train_batch_size "
@@ -181,7 +190,10 @@ class Trainer:
         if c.pretrained and not c.resume:
             load_weights(self.net, c.pretrained, allow_new_classifier=True)
             _LOG.info("weights from %s", c.pretrained)
-        self.lr = get_lr(c.lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
+        lr_init, lr_note = scale_lr(c.lr_init, c.train_batch_size * self.info.group_size, c.lr_scale,
+                                    c.lr_base_batch, recipe_lr_init())
+        _LOG.info(lr_note)
+        self.lr = get_lr(lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
         self.amp_level = resolve_amp_level(c)
         # before the first step compiles the graph: the native CPU depthwise kernel, if chosen and available
         self.native_depthwise = apply_choice(self.net, c.depthwise_kernel, c.device_target, self.amp_level)
@@ -203,6 +215,22 @@ class Trainer:
                   arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
                   self.amp_level, "native" if self.native_depthwise else "builtin", self.steps_per_epoch,
                   c.epoch_size, c.train_batch_size * self.info.group_size)
+
+    def _open_run_dir(self) -> None:
+        """Create the run folder once the inputs are valid: train.log (with the lines so far), shard list."""
+        create_run_dir(self.run_dir, self.info)
+        root = logging.getLogger()
+        root.removeHandler(self.early_log)
+        if self.info.is_main:
+            handler = logging.FileHandler(self.run_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+            self.early_log.setTarget(handler)
+            self.early_log.flush()
+            root.addHandler(handler)
+        self.early_log.close()
+        shard_dir = self.run_dir / "shards"
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        (shard_dir / f"rank_{self.info.rank}.txt").write_text("".join(p + "\n" for p, _ in self.shard_samples))
 
     def _state(self) -> List[Dict[str, Any]]:
         """Everything a resume needs: weights, BN statistics, momenta, step, loss scale, EMA."""
@@ -299,6 +327,7 @@ class Trainer:
         c = self.config
         self._data()
         self._model()
+        self._open_run_dir()
         if self.info.is_main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
             _LOG.info("run folder: %s", self.run_dir)
@@ -390,4 +419,8 @@ class Trainer:
 
 def train(config) -> int:
     """train.py: run one training job from the resolved config."""
-    return Trainer(config).run()
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:  # a run stopped before its folder existed must not leave its log buffer attached
+        logging.getLogger().removeHandler(trainer.early_log)

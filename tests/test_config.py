@@ -41,7 +41,7 @@ def test_booleans(text, value):
     (["--epoch_size", "1.5"], "--epoch_size: expected int, got '1.5'"),
     (["--lr_init", "fast"], "--lr_init: expected float, got 'fast'"),
     (["--cutout", "maybe"], "--cutout: expected bool (true/false/1/0), got 'maybe'"),
-    (["--device_target", "TPU"], "--device_target: 'TPU' is not one of Ascend, GPU, CPU"),
+    (["--device_target", "TPU"], "--device_target: 'TPU' is not one of auto, Ascend, GPU, CPU"),
     (["--file_format", "PB"], "--file_format: 'PB' is not one of MINDIR, ONNX, AIR"),
     (["--train_batch_size", "0"], "--train_batch_size: must be > 0, got 0"),
     (["--epoch_size", "-1"], "--epoch_size: must be > 0, got -1"),
@@ -132,3 +132,46 @@ def test_cpu_sets_onednn_isa_unless_user_did(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     configure_environment("CPU")
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
+
+
+def test_device_target_auto_resolves_to_cpu_here_and_says_so(caplog):
+    import logging
+    import mindspore as ms
+    from src.model_utils.device import resolve_device_target
+    assert get_config([]).device_target == "auto"  # the default
+    assert not ms.hal.is_available("Ascend") and not ms.hal.is_available("GPU")  # what this machine is
+    with caplog.at_level(logging.INFO, logger="src.model_utils.device"):
+        assert resolve_device_target("auto") == "CPU"
+    assert caplog.messages == ["device_target auto: CPU (this MindSpore finds no Ascend or GPU backend; "
+                               "pass --device_target Ascend or GPU to insist)"]
+    assert resolve_device_target("GPU") == "GPU"  # an explicit target is kept
+
+
+def test_entry_point_without_device_target_runs_on_cpu(tmp_path):
+    from conftest import make_image_folder, run_script
+    make_image_folder(tmp_path / "d", n_train=0, n_val=2)
+    proc = run_script(["eval.py", "--dataset_path", tmp_path / "d", "--num_classes", "2", "--image_size", "32",
+                       "--checkpoint_path", tmp_path / "absent.ckpt"])
+    # the config resolved and the device was chosen before the checkpoint was looked for
+    assert "device_target auto: CPU" in proc.stdout
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'absent.ckpt'}"
+
+
+def test_modelzoo_seed_recipe_resolves_to_the_seed_numbers():
+    from src.lr_generator import get_lr, recipe_lr_init, scale_lr
+    from src.model_utils.config import ROOT
+    cfg = get_config(["--config_path", str(ROOT / "configs" / "modelzoo_seed.yaml")])
+    seed = {"device_target": "Ascend", "train_batch_size": 131, "val_batch_size": 125, "epoch_size": 360,
+            "lr_restart_epoch": 300, "warmup_epochs": 5, "lr_init": 0.2, "momentum": 0.9, "weight_decay": 1e-4,
+            "label_smoothing": 0.1, "amp_level": "O3", "cutout": True, "cutout_length": 56, "color_jitter": 0.4,
+            "keep_checkpoint_max": 80, "save_ckpt_path": "./", "random_seed": 1, "work_nums": 8}
+    assert {k: cfg[k] for k in seed} == seed
+    # 8 devices x 131 = 1048: the seed's lr exactly; 300 + 60 epochs, the second phase from lr_init / 10
+    lr, _ = scale_lr(cfg.lr_init, cfg.train_batch_size * 8, cfg.lr_scale, cfg.lr_base_batch, recipe_lr_init())
+    assert lr == pytest.approx(0.2)
+    steps = 1223  # 1,281,167 ImageNet images / 1048 per step, as in the seed's checkpoint names (..._1223.ckpt)
+    schedule = get_lr(lr, cfg.epoch_size, steps, cfg.warmup_epochs, cfg.lr_end, cfg.lr_restart_epoch)
+    assert len(schedule) == 360 * steps
+    assert schedule[5 * steps] == pytest.approx(0.2, rel=1e-6)  # end of warm-up: the peak
+    assert schedule[300 * steps - 1] < 1e-5 and schedule[300 * steps] == pytest.approx(0.02, rel=1e-6)
+    assert schedule[-1] < 1e-6

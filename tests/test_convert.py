@@ -2,11 +2,13 @@
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mindspore as ms
+from mindspore import nn
 
 from conftest import ROOT, VARIANT_CONFIGS, official_config
 from src import create_model
@@ -56,11 +58,15 @@ def write_source(source, model, path):
     elif source == "pytorchcv":
         torch.save(torch_reference.pytorchcv_state_dict(model), path)
     else:
+        # as the ModelZoo saves it: the whole training cell (TrainOneStepCell + nn.Momentum), so the file also
+        # holds momentum, learning_rate, global_step and moments.*
         weights = {k: v.numpy() for k, v in torch_reference.modelzoo_weights(model).items()}
-        # what the seed's training leaves in its files besides the weights
-        extra = {f"moments.{k}": np.zeros_like(v) for k, v in weights.items() if "moving" not in k}
-        extra.update({"learning_rate": np.array(0.2, np.float32), "global_step": np.array([100], np.int32)})
-        ms.save_checkpoint([{"name": k, "data": ms.Tensor(v)} for k, v in {**weights, **extra}.items()], str(path))
+        net = create_model(Path(path).stem.split("_", 1)[1], num_classes=weights["output.bias"].shape[0])
+        ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in weights.items()},
+                               strict_load=True)
+        optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.2, momentum=0.9, weight_decay=1e-4)
+        loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        ms.save_checkpoint(nn.TrainOneStepCell(nn.WithLossCell(net, loss), optimizer), str(path))
     return path
 
 
@@ -234,3 +240,39 @@ def test_guess_source():
     assert guess_source(["features.init_block.bn.running_mean"]) == "pytorchcv"
     assert guess_source(["features.init_block.bn.moving_mean"]) == "modelzoo"
     assert guess_source(["fc.weight"]) is None
+
+
+# ---------------------------------------------------------------------------
+# ModelZoo checkpoints saved from real training cells (tests/modelzoo_checkpoint.py)
+# ---------------------------------------------------------------------------
+from modelzoo_checkpoint import KINDS, save_modelzoo_checkpoint  # noqa: E402
+from src.convert import convert_file  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_modelzoo_source_converts_training_cell_checkpoints(kind, tmp_path):
+    ckpt = save_modelzoo_checkpoint(tmp_path / "zoo", kind, seed=4)
+    out = tmp_path / "converted.ckpt"
+    summary = convert_file("modelzoo", "proxylessnas_mobile", str(ckpt), str(out))
+    assert summary["num_classes"] == 3
+    entries, converted = read_checkpoint(str(ckpt)), read_checkpoint(str(out))
+    net = create_model("proxylessnas_mobile", num_classes=3)
+    assert sorted(converted) == sorted(p.name for p in net.get_parameters())  # optimizer state dropped
+    for name, value in converted.items():
+        np.testing.assert_array_equal(value.asnumpy(), entries[name].asnumpy())
+
+
+def test_modelzoo_cli_on_a_model_train_checkpoint_and_a_foreign_entry(tmp_path):
+    ckpt = save_modelzoo_checkpoint(tmp_path / "zoo", "model_train", seed=4)
+    cmd = [sys.executable, str(ROOT / "tools" / "convert_weights.py"), "--source", "modelzoo",
+           "--arch", "proxylessnas_mobile", "--input", str(ckpt), "--output", str(tmp_path / "out.ckpt")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith(f"wrote {tmp_path / 'out.ckpt'}: 307 tensors")
+    assert "3 classes) from modelzoo" in done.stdout
+    entries = read_checkpoint(str(ckpt))
+    odd = tmp_path / "odd.ckpt"
+    ms.save_checkpoint([{"name": k, "data": v} for k, v in entries.items()]
+                       + [{"name": "aux_head.weight", "data": ms.Tensor(np.ones(2, np.float32))}], str(odd))
+    with pytest.raises(UserError, match=r"1 unexpected: aux_head.weight\)"):
+        convert_file("modelzoo", "proxylessnas_mobile", str(odd), str(tmp_path / "odd_out.ckpt"))

@@ -233,3 +233,31 @@ def test_cpp_app_compiles_against_the_mindspore_headers():
         pytest.skip(run.stdout.strip().splitlines()[-1])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "syntax check passed" in run.stdout
+
+
+def test_partial_validation_set_is_labelled_by_the_training_classes(tmp_path):
+    pytest.importorskip("mindspore")
+    from src.errors import UserError
+    from src.infer_310 import preprocess_from_config, scan_val
+    from src.model_utils.config import get_config
+
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    shutil.copytree(data / "val", data / "train")  # trained on cat, dog, fox
+    shutil.rmtree(data / "val" / "cat")  # the validation set lacks the first class
+    # preprocess.py's path: labels are training-class indices (dog 1, fox 2), as eval.py numbers them
+    cfg = get_config(["--dataset_path", str(data), "--num_classes", "3", "--image_size", str(SIZE),
+                      "--pre_result_path", str(tmp_path / "pre")])
+    labels = json.loads((preprocess_from_config(cfg) / "imagenet_label.json").read_text())
+    assert labels == {"dog_0000": 1, "fox_0000": 2}
+    # the validation folder alone plus a class list gives the same
+    (tmp_path / "classes.txt").write_text("cat\ndog\nfox\n")
+    images = scan_val(str(data / "val"), num_classes=3, train_dir="absent", class_list=str(tmp_path / "classes.txt"))
+    assert [(Path(p).name, y) for p, y in images.samples] == [("dog_0000.jpg", 1), ("fox_0000.jpg", 2)]
+    # nothing names the training classes and the folders do not add up to num_classes: refused, not guessed
+    with pytest.raises(UserError, match=r"has 2 class folders but --num_classes is 3, and nothing names the "
+                                        r"training classes: put the train folder beside it or pass --class_list"):
+        scan_val(str(data / "val"), num_classes=3, train_dir="absent")
+    (data / "val" / "wolf").mkdir()
+    shutil.copy(data / "val" / "dog" / "dog_0000.jpg", data / "val" / "wolf" / "wolf_0000.jpg")
+    with pytest.raises(UserError, match=r"class folders of .*val are not training classes: wolf"):
+        scan_val(str(data), num_classes=3)

@@ -41,3 +41,38 @@ def test_second_phase_restarts_from_a_tenth_of_lr_init():
 def test_bad_schedule(kwargs, match):
     with pytest.raises(UserError, match=match):
         get_lr(**kwargs)
+
+
+def test_lr_scale_rules():
+    from src.lr_generator import recipe_lr_init, scale_lr
+    assert recipe_lr_init() == pytest.approx(0.2)  # default_config.yaml's lr_init, the seed's rate for 1048 images
+    lr, note = scale_lr(0.2, 16, "auto", 1048, default_lr=0.2)  # the default: scaled to the global batch
+    assert lr == pytest.approx(0.2 * 16 / 1048) and "lr_scale auto: scaled linearly" in note
+    lr, note = scale_lr(0.05, 16, "auto", 1048, default_lr=0.2)  # set by the user: as given
+    assert lr == 0.05 and "lr_init set explicitly, not scaled" in note
+    assert scale_lr(0.05, 2096, "linear", 1048, default_lr=0.2)[0] == pytest.approx(0.1)
+    assert scale_lr(0.2, 16, "none", 1048, default_lr=0.2)[0] == 0.2
+    assert scale_lr(0.2, 1048, "auto", 1048, default_lr=0.2)[0] == pytest.approx(0.2)  # the seed's own batch
+    with pytest.raises(UserError, match="--lr_base_batch: must be > 0, got 0"):
+        scale_lr(0.2, 16, "auto", 0)
+
+
+def test_demo_config_keeps_its_learning_rate():
+    from src.lr_generator import recipe_lr_init, scale_lr
+    from src.model_utils.config import ROOT, get_config
+    cfg = get_config(["--config_path", str(ROOT / "configs" / "demo_digits.yaml")])
+    lr, note = scale_lr(cfg.lr_init, cfg.train_batch_size, cfg.lr_scale, cfg.lr_base_batch, recipe_lr_init())
+    assert lr == pytest.approx(0.02) and "as given" in note
+
+
+def test_warmup_as_long_as_the_run_is_warned(caplog):
+    import logging
+    with caplog.at_level(logging.WARNING, logger="src.lr_generator"):
+        lr = get_lr(0.1, total_epochs=3, steps_per_epoch=4, warmup_epochs=5)
+    assert np.all(np.diff(lr) > 0)  # what the warning is about: it only rises
+    assert caplog.messages == ["warmup_epochs 5 >= epoch_size 3: the learning rate only rises and never decays; "
+                               "pass --warmup_epochs below --epoch_size (e.g. 0 for a short run)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="src.lr_generator"):
+        get_lr(0.1, total_epochs=6, steps_per_epoch=4, warmup_epochs=5)
+    assert caplog.messages == []

@@ -172,3 +172,12 @@ def test_bad_official_config_is_reported(tmp_path):
     doc["blocks"][5]["mobile_inverted_conv"]["in_channels"] = 33
     with pytest.raises(UserError, match=r"blocks\[5\].*in_channels 33"):
         spec_from_config(doc)
+
+
+def test_create_model_takes_the_classifier_size_from_a_config_file_unless_given(tmp_path):
+    spec = parse_arch(stem=16, head=64, blocks="k3_e1_c8\nk5_e6_c16_s2")
+    path = tmp_path / "searched.config"
+    path.write_text(json.dumps(spec_to_config(spec, num_classes=7)))
+    assert create_model(str(path)).output.weight.shape == (7, 64)  # written in the file
+    assert create_model(str(path), num_classes=3).output.weight.shape == (3, 64)  # passed: wins
+    assert create_model("proxylessnas_mobile").output.weight.shape == (1000, 1280)  # a name: ImageNet

@@ -266,3 +266,58 @@ def test_ema_update_rule():
     ema(ms.Tensor(0.75, ms.float32))
     shadow = {p.name: p.asnumpy() for p in ema.shadow}
     np.testing.assert_allclose(shadow["ema.output.weight"], 0.75 * w0 + 0.25 * (w0 + 1.0), rtol=1e-6, atol=1e-6)
+
+
+def test_a_run_that_fails_at_start_leaves_no_folder_and_the_name_stays_free(data, tmp_path):
+    out = tmp_path / "runs"
+    missing = run_script(["train.py", *TINY, "--dataset_path", tmp_path / "nothing", "--save_ckpt_path", out,
+                          "--run_name", "again"])
+    assert missing.returncode == 2 and "dataset path not found" in missing.stderr
+    bad_ckpt = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                           "--pretrained", tmp_path / "no.ckpt"])
+    assert bad_ckpt.returncode == 2 and "checkpoint not found" in bad_ckpt.stderr
+    unknown = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                          "--epochs", "1"])
+    assert unknown.returncode == 2 and "unknown option --epochs" in unknown.stderr
+    assert not out.exists()  # nothing created by any of them
+    ok = run_script(["train.py", *TINY, "--dataset_path", data, "--save_ckpt_path", out, "--run_name", "again",
+                     "--epoch_size", "1", "--steps_per_epoch", "1", "--eval_interval", "0"])
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    log = (out / "again" / "train.log").read_text()
+    # lines logged before the folder existed are in train.log too
+    assert "data shard: rank 0 of 1" in log and "run folder:" in log
+    assert (out / "again" / "shards" / "rank_0.txt").read_text().count("\n") == 8
+
+
+def test_eval_accepts_export_s_checkpoint_key(baseline, data, tmp_path):
+    ckpt = baseline[0] / "checkpoints" / "proxylessnas_mobile-best.ckpt"
+    proc = run_script(["eval.py", "--device_target", "CPU", "--num_classes", "2", "--image_size", "32",
+                       "--dataset_path", data, "--checkpoint", ckpt, "--eval_output", tmp_path / "e.json"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((tmp_path / "e.json").read_text())["best"] == str(ckpt)
+    both = run_script(["eval.py", "--device_target", "CPU", "--num_classes", "2", "--dataset_path", data,
+                       "--checkpoint", ckpt, "--checkpoint_path", tmp_path / "other.ckpt"])
+    assert both.returncode == 2
+    assert both.stderr.strip() == (f"error: --checkpoint_path {tmp_path / 'other.ckpt'} and --checkpoint {ckpt} "
+                                   "disagree: pass one of them")
+
+
+@pytest.mark.slow
+def test_default_lr_is_scaled_to_the_batch_and_trains(tmp_path):
+    # issue 12: lr 0.2 (the seed's, for 1048 images) applied to batch 16 trained badly on a small 3-class set;
+    # the default now scales it (0.2 x 16 / 1048); lr_scale none is the old behaviour
+    data = make_image_folder(tmp_path / "d3", classes=("a", "b", "c"), n_train=16, n_val=8, size=(40, 40), seed=1)
+    top1 = {}
+    for rule in ("auto", "none"):
+        proc = run_script(["train.py", "--device_target", "CPU", "--dataset_path", data, "--num_classes", "3",
+                           "--image_size", "32", "--train_batch_size", "16", "--val_batch_size", "24",
+                           "--work_nums", "1", "--epoch_size", "30", "--warmup_epochs", "1", "--cutout", "false",
+                           "--eval_interval", "30", "--save_ckpt_path", tmp_path, "--run_name", rule,
+                           "--lr_scale", rule])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        top1[rule] = [r for r in read_metrics(tmp_path / rule) if r["type"] == "eval"][-1]["top1"]
+        peak = max(r["lr"] for r in read_metrics(tmp_path / rule) if r["type"] == "step")
+        assert peak == pytest.approx(0.2 * 16 / 1048 if rule == "auto" else 0.2, rel=1e-5)
+    assert "learning rate 0.00305344 = lr_init 0.2 x global batch 16 / lr_base_batch 1048 (lr_scale auto" in (
+        tmp_path / "auto" / "train.log").read_text()
+    assert top1["auto"] >= 0.9 and top1["auto"] > top1["none"], top1

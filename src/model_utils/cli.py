@@ -20,11 +20,12 @@ def entry_point(main: Callable[..., Optional[int]]) -> Callable[[Optional[Sequen
     @functools.wraps(main)
     def run(argv: Optional[Sequence[str]] = None) -> int:
         from src.model_utils.config import get_config
-        from src.model_utils.device import configure_environment
+        from src.model_utils.device import configure_environment, resolve_device_target
 
         setup_logging()
         try:
             config = get_config(argv)
+            config.device_target = resolve_device_target(config.device_target)
             configure_environment(config.device_target)
             return main(config) or 0
         except UserError as err:

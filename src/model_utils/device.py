@@ -27,10 +27,34 @@ def configure_environment(device_target: str) -> None:
     kernels on AVX-512 machines; capping the ISA at AVX2 makes training about 7x
     faster with outputs equal to ~2e-5.  A value the user set is kept.
     """
-    if device_target == "CPU" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
+    # "auto" may end on CPU, and the setting only concerns CPU kernels, so it is made for auto too
+    if device_target in ("CPU", "auto") and "ONEDNN_MAX_CPU_ISA" not in os.environ:
         if "mindspore" in sys.modules:
             _LOG.warning("mindspore was imported before the device setup; ONEDNN_MAX_CPU_ISA=AVX2 may not apply")
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+
+
+def resolve_device_target(target: str) -> str:
+    """``auto``: Ascend if this MindSpore can use one, else GPU, else CPU (logged); other targets unchanged."""
+    if target != "auto":
+        return target
+    configure_environment("auto")
+    import mindspore as ms
+
+    # is_available only looks for the device plugin (no device is claimed), unlike set_device, which ends in a
+    # stack dump when the backend is missing; its warnings about missing plugins are the expected answer here
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        found = [c for c in ("Ascend", "GPU") if ms.hal.is_available(c)]
+    finally:
+        logging.disable(previous)
+    if found:
+        _LOG.info("device_target auto: %s", found[0])
+        return found[0]
+    _LOG.info("device_target auto: CPU (this MindSpore finds no Ascend or GPU backend; "
+              "pass --device_target Ascend or GPU to insist)")
+    return "CPU"
 
 
 def set_device(target: str, device_id=None) -> None:
@@ -48,6 +72,7 @@ def set_device(target: str, device_id=None) -> None:
 
 def init_context(config) -> ParallelInfo:
     """Set the MindSpore context from the config; start communication only for distributed runs."""
+    config.device_target = resolve_device_target(config.device_target)
     configure_environment(config.device_target)
     import mindspore as ms
 
