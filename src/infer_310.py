@@ -107,6 +107,8 @@ def preprocess_folder(images: ImageList, output_dir: str, image_size: int = 224,
 def read_labels(label_path: str) -> Dict[str, int]:
     """The ``{name: class_index}`` map written by preprocess.py."""
     path = Path(label_path)
+    if path.is_dir():
+        raise UserError(f"label file {path} is a folder, not a file: preprocess.py writes {LABEL_FILE} there")
     if not path.is_file():
         raise UserError(f"label file not found: {path} (preprocess.py writes it; run the preprocessing first)")
     try:

@@ -47,6 +47,8 @@ def list_inputs(input_path: str) -> List[Path]:
 def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, time_path: str) -> List[float]:
     """Run every input through the MINDIR one by one; write the logits and the latency summary."""
     mindir = Path(mindir_path)
+    if mindir.is_dir():
+        raise UserError(f"--mindir_path {mindir} is a folder, not a file: pass the .mindir file inside it")
     if not mindir.is_file():
         raise UserError(f"MINDIR not found: {mindir} (export one with: python export.py --file_format MINDIR ...)")
     files = list_inputs(input_path)

@@ -71,6 +71,8 @@ def list_images(inputs: Sequence[str]) -> List[Path]:
 def read_names_file(path: str) -> List[ClassName]:
     """Class names from a file: one per line in class-index order, ``id<TAB>name`` or just ``name``."""
     file = Path(path)
+    if file.is_dir():
+        raise UserError(f"--class_names {file} is a folder, not a file (for class folders use --class_names_from)")
     if not file.is_file():
         raise UserError(f"class names file not found: {file}")
     names = []

@@ -535,3 +535,59 @@ def test_demo_refuses_an_existing_out_with_exit_2(tmp_path, capsys):
     assert demo.main(["--out", str(a_file)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (existing / "eval.json").read_text() == "{}\n" and a_file.read_text() == "x"
+
+
+# ---------------------------------------------------------------------------
+# The same class with other files: a folder where a file is read or written
+# ---------------------------------------------------------------------------
+def _folder_cases():
+    from src.arch import spec_from_config
+    from src.checkpoint import read_checkpoint
+    from src.infer_310 import read_labels
+    from src.infer_runner import run_mindir_on_binaries
+    from src.model_utils.config import get_config
+    from src.predict import open_model, read_names_file
+
+    return {
+        "--config_path": (lambda d: get_config(["--config_path", str(d)]), "is a folder, not a file"),
+        "--class_names": (lambda d: read_names_file(str(d)), "--class_names {d} is a folder, not a file"),
+        "label file": (lambda d: read_labels(str(d)), "label file {d} is a folder, not a file"),
+        "--mindir_path": (lambda d: run_mindir_on_binaries(str(d), str(d), str(d), str(d)),
+                          "--mindir_path {d} is a folder, not a file"),
+        "--model": (lambda d: open_model(str(d)), "--model {d} is a folder, not a file"),
+        "--arch FILE": (lambda d: spec_from_config(str(d)), "network config {d} is a folder"),
+        "checkpoint": (lambda d: read_checkpoint(str(d)), "checkpoint {d} is a folder, not a file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["--config_path", "--class_names", "label file", "--mindir_path", "--model",
+                                  "--arch FILE", "checkpoint"])
+def test_a_folder_where_a_file_is_read_is_called_a_folder(tmp_path, case):
+    call, message = _folder_cases()[case]
+    folder = tmp_path / "looks_like.ckpt"  # a folder named like the file it replaces
+    folder.mkdir()
+    with pytest.raises(UserError) as err:
+        call(folder)
+    assert message.format(d=folder) in str(err.value) and "not found" not in str(err.value)
+
+
+def test_plot_into_a_folder_or_a_read_only_folder(tmp_path, readonly_dir, capsys):
+    from tools import plot_metrics
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps({"type": "step", "epoch": 1, "step": 1, "global_step": 1, "loss": 1.0,
+                                   "lr": 0.1}) + "\n")
+    (tmp_path / "plot.png").mkdir()
+    assert plot_metrics.main([str(metrics), "--out", str(tmp_path / "plot.png")]) == 2
+    assert "--out {} is a folder".format(tmp_path / "plot.png") in one_line_error(capsys.readouterr().err)
+    assert plot_metrics.main([str(metrics), "--out", str(readonly_dir / "plot.png")]) == 2
+    assert one_line_error(capsys.readouterr().err).startswith(f"error: cannot write the plot to {readonly_dir}")
+
+
+def test_choices_document_must_hold_lists(tmp_path):
+    from src.model_utils.config import get_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("device_target: CPU\n---\n{}\n---\ndevice_target: CPU\n")
+    with pytest.raises(UserError, match=r"the choices of 'device_target' \(third document\) must be a list"):
+        get_config(["--config_path", str(path)])

@@ -40,6 +40,8 @@ Config = EasyDict
 def load_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, List[Any]]]:
     """Read the values, help and choices documents of a config file."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder, not a file: pass a YAML file with --config_path")
     if not path.is_file():
         raise UserError(f"config file not found: {path} (pass an existing YAML with --config_path)")
     try:
@@ -53,6 +55,10 @@ def load_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, Lis
     values = docs[0]
     helps = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
     choices = docs[2] if len(docs) > 2 and isinstance(docs[2], dict) else {}
+    for key, allowed in choices.items():
+        if not isinstance(allowed, list):  # "x in 'CPU'" would test substrings
+            raise UserError(f"config file {path}: the choices of {key!r} (third document) must be a list, "
+                            f"got {allowed!r}")
     return values, helps, choices
 
 
