@@ -125,6 +125,15 @@ prepare_run() {
     RUN_DIR="$OUTPUT_DIR/$RUN_NAME"
     # Logs live beside the run folder, not in it: train.py owns (and may refuse to reuse) RUN_DIR.
     LOG_DIR="$OUTPUT_DIR/logs/$RUN_NAME"
+    # A rerun with this RUN_NAME (refused, resumed, or an evaluation again) never overwrites the earlier
+    # logs: it gets logs/RUN_NAME.2, .3, ...  Not for multi-node runs (NODE_RANK set): their nodes share
+    # one log folder, and only node 0 could pick a new name.
+    if [ -z "${NODE_RANK:-}" ] && [ -d "$LOG_DIR" ] && [ -n "$(ls -A "$LOG_DIR")" ]; then
+        local attempt=2
+        while [ -e "$LOG_DIR.$attempt" ]; do attempt=$((attempt + 1)); done
+        note "logs of an earlier run named $RUN_NAME are kept in $LOG_DIR"
+        LOG_DIR="$LOG_DIR.$attempt"
+    fi
     if ! is_dry_run; then
         mkdir -p "$LOG_DIR"
     fi
@@ -246,7 +255,7 @@ run_msrun() {
     note "worker logs: $LOG_DIR/worker_<rank>.log"
     local rc=0
     run_logged "$LOG_DIR/msrun.log" "${LAUNCH_CMD[@]}" || rc=$?
-    local rank code pid failed=() stopped=()
+    local rank code pid failed=() failed_ranks=() stopped=()
     for rank in "${LOCAL_RANKS[@]}"; do
         if [ -f "$WORKER_STATUS_DIR/rank_$rank.exit" ]; then
             code="$(cat "$WORKER_STATUS_DIR/rank_$rank.exit")"
@@ -262,6 +271,7 @@ run_msrun() {
             stopped+=("$rank")
         elif [ "$code" != "0" ]; then
             failed+=("rank $rank (exit code $code, log $LOG_DIR/worker_$rank.log)")
+            failed_ranks+=("$rank")
         fi
     done
     if [ "$rc" -eq 0 ] && [ ${#failed[@]} -eq 0 ] && [ ${#stopped[@]} -eq 0 ]; then
@@ -270,6 +280,13 @@ run_msrun() {
     fi
     local item
     for item in "${failed[@]}"; do note "FAILED: $item"; done
+    # The cause is in the failed worker's own log: show its end here, where the user looks.
+    for rank in "${failed_ranks[@]}"; do
+        if [ -f "$LOG_DIR/worker_$rank.log" ]; then
+            note "last lines of $LOG_DIR/worker_$rank.log:"
+            tail -n "${TAIL_LINES:-15}" "$LOG_DIR/worker_$rank.log" | sed 's/^/    /' >&2
+        fi
+    done
     if [ ${#stopped[@]} -gt 0 ]; then
         note "no exit status from rank(s) ${stopped[*]}: stopped by msrun after another worker failed, or killed"
     fi

@@ -14,7 +14,8 @@ usage: bash scripts/run_infer_310.sh MINDIR_PATH DATASET_NAME DATASET_PATH NEED_
 environment:
   INFER_BACKEND    ascend (default): build and run ascend310_infer/ on the Ascend device;
                    python: run the same MINDIR with MindSpore on CPU (src/infer_runner.py), same files
-  IMAGE_SIZE       input side the MINDIR was exported with (default 224)
+  IMAGE_SIZE       input side the MINDIR was exported with (default: read from the MINDIR; a different
+                   value is refused)
   VAL_LABEL_FILE   flat validation folder: file with one class index or synset per image (sorted names)
   PYTHON           Python interpreter with the requirements installed (default python3)
 Writes to the current directory: preprocess_Result/ result_Files/ time_Result/ *.log acc.log
@@ -46,7 +47,7 @@ DATASET_PATH=$(realpath -m "$3")
 NEED_PREPROCESS=$4
 DEVICE_ID=${5:-0}
 BACKEND=${INFER_BACKEND:-ascend}
-IMAGE_SIZE=${IMAGE_SIZE:-224}
+IMAGE_SIZE=${IMAGE_SIZE:-}
 PYTHON=${PYTHON:-python3}
 PRE_RESULT="$WORK/preprocess_Result"
 RESULT="$WORK/result_Files"
@@ -56,7 +57,7 @@ TIME_RESULT="$WORK/time_Result"
 [[ "$DATASET_NAME" == "imagenet2012" ]] || fail "DATASET_NAME must be imagenet2012, got '$DATASET_NAME'"
 [[ "$NEED_PREPROCESS" == "y" || "$NEED_PREPROCESS" == "n" ]] || fail "NEED_PREPROCESS must be y or n, got '$NEED_PREPROCESS'"
 [[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || fail "DEVICE_ID must be a number, got '$DEVICE_ID'"
-[[ "$IMAGE_SIZE" =~ ^[0-9]+$ ]] || fail "IMAGE_SIZE must be a number, got '$IMAGE_SIZE'"
+[[ -z "$IMAGE_SIZE" || "$IMAGE_SIZE" =~ ^[0-9]+$ ]] || fail "IMAGE_SIZE must be a number, got '$IMAGE_SIZE'"
 [[ "$BACKEND" == "ascend" || "$BACKEND" == "python" ]] || fail "INFER_BACKEND must be ascend or python, got '$BACKEND'"
 command -v "$PYTHON" >/dev/null || fail "PYTHON=$PYTHON not found; set PYTHON to the interpreter with the requirements"
 
@@ -64,6 +65,17 @@ ASCEND_HOME=${ASCEND_HOME:-/usr/local/Ascend}
 if [[ "$BACKEND" == "ascend" && ! -d "$ASCEND_HOME" ]]; then
     fail "no Ascend toolkit at $ASCEND_HOME (set ASCEND_HOME); on a host without Ascend run with INFER_BACKEND=python"
 fi
+
+# The MINDIR records the input shape it was exported with: inputs of another size would run (global
+# pooling) and give a wrong accuracy, so the size comes from the file and a different IMAGE_SIZE is refused.
+EXPORTED_SIZE=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c '
+import sys
+from src.files import image_size_of, mindir_input_shape
+print(image_size_of(mindir_input_shape(sys.argv[1])) or "")' "$MODEL" 2>/dev/null | tail -n 1) || EXPORTED_SIZE=""
+if [[ -n "$EXPORTED_SIZE" && -n "$IMAGE_SIZE" && "$EXPORTED_SIZE" != "$IMAGE_SIZE" ]]; then
+    fail "IMAGE_SIZE=$IMAGE_SIZE but $MODEL was exported for ${EXPORTED_SIZE}x${EXPORTED_SIZE} inputs: set IMAGE_SIZE=$EXPORTED_SIZE (or leave it unset)"
+fi
+IMAGE_SIZE=${IMAGE_SIZE:-${EXPORTED_SIZE:-224}}
 
 echo "mindir: $MODEL"
 echo "dataset: $DATASET_NAME at $DATASET_PATH"

@@ -191,9 +191,36 @@ def spec_to_config(spec: NetSpec, num_classes: int = 1000, dropout_rate: float =
     }
 
 
-def _require(cond: bool, where: str, what: str) -> None:
-    if not cond:
-        raise UserError(f"unsupported ProxylessNASNets config at {where}: {what}")
+class _ConfigReader:
+    """Checked access to the fields of one network config: a missing key or a value of the wrong kind is a
+    UserError naming the key, where it is and the file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, what: str) -> UserError:
+        return UserError(f"unsupported ProxylessNASNets config {self.source} at {where}: {what}")
+
+    def require(self, cond: bool, where: str, what: str) -> None:
+        if not cond:
+            raise self.fail(where, what)
+
+    def field(self, layer: Any, key: str, where: str, kind: Any = int) -> Any:
+        """``layer[key]``, which must exist and be of ``kind`` (int: a whole number, float: any number)."""
+        if not isinstance(layer, dict):
+            raise self.fail(where, f"expected a JSON object, got {type(layer).__name__} {layer!r}")
+        if key not in layer:
+            raise self.fail(where, f"the key {key!r} is missing (an official config has it)")
+        value = layer[key]
+        ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              dict: lambda v: isinstance(v, dict), list: lambda v: isinstance(v, list),
+              str: lambda v: isinstance(v, str)}[kind](value)
+        if not ok:
+            expected = {int: "a whole number", float: "a number", dict: "a JSON object", list: "a JSON list",
+                        str: "a string"}[kind]
+            raise self.fail(f"{where}.{key}", f"expected {expected}, got {value!r}")
+        return value
 
 
 def spec_from_config(config: Union[Dict[str, Any], str, Path]) -> Tuple[NetSpec, Dict[str, Any]]:
@@ -202,45 +229,85 @@ def spec_from_config(config: Union[Dict[str, Any], str, Path]) -> Tuple[NetSpec,
     Returns the NetSpec and the classifier settings found in it
     (``num_classes``, ``dropout_rate``).
     """
+    source = "(given as a dict)"
     if not isinstance(config, dict):
         path = Path(config)
+        if path.is_dir():
+            raise UserError(f"network config {path} is a folder: pass the .config/.json file of a network")
         if not path.is_file():
             raise UserError(f"network config file not found: {path}")
+        source = str(path)
         try:
             config = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"network config {path} is not valid JSON: {err}") from None
-    _require(config.get("name") == "ProxylessNASNets", "name", f"expected 'ProxylessNASNets', got {config.get('name')!r}")
-    first, mix, classifier = config["first_conv"], config["feature_mix_layer"], config["classifier"]
+        except OSError as err:
+            raise UserError(f"network config {path} cannot be read: {err.strerror}") from None
+    read = _ConfigReader(source)
+    read.require(isinstance(config, dict), "top level", f"expected a JSON object, got {type(config).__name__}")
+    read.require(config.get("name") == "ProxylessNASNets", "name",
+                 f"expected 'ProxylessNASNets', got {config.get('name')!r}")
+    first = read.field(config, "first_conv", "top level", dict)
+    mix = read.field(config, "feature_mix_layer", "top level", dict)
+    classifier = read.field(config, "classifier", "top level", dict)
     for where, layer in (("first_conv", first), ("feature_mix_layer", mix)):
-        _require(layer.get("act_func") == "relu6" and layer.get("use_bn", True) and not layer.get("bias", False)
-                 and layer.get("groups", 1) == 1 and layer.get("dilation", 1) == 1
-                 and layer.get("ops_order", "weight_bn_act") == "weight_bn_act",
-                 where, "only bias-free conv + BN + ReLU6 layers are supported")
-    _require(mix["kernel_size"] == 1 and mix["stride"] == 1, "feature_mix_layer", "must be a 1x1 conv with stride 1")
+        read.require(layer.get("act_func") == "relu6" and layer.get("use_bn", True) and not layer.get("bias", False)
+                     and layer.get("groups", 1) == 1 and layer.get("dilation", 1) == 1
+                     and layer.get("ops_order", "weight_bn_act") == "weight_bn_act",
+                     where, "only bias-free conv + BN + ReLU6 layers are supported")
+    read.require(read.field(mix, "kernel_size", "feature_mix_layer") == 1
+                 and read.field(mix, "stride", "feature_mix_layer") == 1,
+                 "feature_mix_layer", "must be a 1x1 conv with stride 1")
     blocks: List[BlockSpec] = []
-    channels = first["out_channels"]
-    for i, block in enumerate(config["blocks"]):
-        conv, shortcut = block["mobile_inverted_conv"], block.get("shortcut")
-        if conv["name"] == "ZeroLayer":
-            _require(shortcut is not None and conv.get("stride", 1) == 1, f"blocks[{i}]",
-                     "a ZeroLayer needs stride 1 and an identity shortcut")
+    stem = channels = read.field(first, "out_channels", "first_conv")
+    for i, block in enumerate(read.field(config, "blocks", "top level", list)):
+        where = f"blocks[{i}]"
+        conv = read.field(block, "mobile_inverted_conv", where, dict)
+        shortcut = block.get("shortcut")
+        name = read.field(conv, "name", f"{where}.mobile_inverted_conv", str)
+        if name == "ZeroLayer":
+            read.require(shortcut is not None and conv.get("stride", 1) == 1, where,
+                         "a ZeroLayer needs stride 1 and an identity shortcut")
             spec = BlockSpec(channels, channels, zero=True)
         else:
-            _require(conv["name"] == "MBInvertedConvLayer", f"blocks[{i}]", f"layer {conv['name']!r}")
-            _require(conv["in_channels"] == channels, f"blocks[{i}]",
-                     f"in_channels {conv['in_channels']} but the previous layer gives {channels}")
-            spec = BlockSpec(conv["in_channels"], conv["out_channels"], conv["kernel_size"], conv["stride"],
-                             conv["expand_ratio"])
-            _require(spec.kernel_size % 2 == 1, f"blocks[{i}]", "kernel size must be odd")
-            _require((shortcut is not None) == spec.shortcut, f"blocks[{i}]",
-                     "shortcut must be present exactly when stride is 1 and in == out channels")
+            read.require(name == "MBInvertedConvLayer", where, f"layer {name!r}")
+            at = f"{where}.mobile_inverted_conv"
+            in_channels = read.field(conv, "in_channels", at)
+            read.require(in_channels == channels, where,
+                         f"in_channels {in_channels} but the previous layer gives {channels}")
+            spec = BlockSpec(in_channels, read.field(conv, "out_channels", at), read.field(conv, "kernel_size", at),
+                             read.field(conv, "stride", at), read.field(conv, "expand_ratio", at, float))
+            read.require(spec.kernel_size % 2 == 1, where, "kernel size must be odd")
+            read.require((shortcut is not None) == spec.shortcut, where,
+                         "shortcut must be present exactly when stride is 1 and in == out channels")
         blocks.append(spec)
         channels = spec.out_channels
-    _require(mix["in_channels"] == channels, "feature_mix_layer", f"in_channels {mix['in_channels']} != {channels}")
-    _require(classifier["in_features"] == mix["out_channels"], "classifier", "in_features != feature_mix out_channels")
-    spec = NetSpec(stem_channels=first["out_channels"], head_channels=mix["out_channels"],
-                   stages=group_stages(blocks), in_channels=first["in_channels"],
-                   stem_kernel=first["kernel_size"], stem_stride=first["stride"],
-                   bn_eps=config.get("bn", {}).get("eps", BN_EPS))
-    return spec, {"num_classes": classifier["out_features"], "dropout_rate": classifier.get("dropout_rate", 0)}
+    mix_in = read.field(mix, "in_channels", "feature_mix_layer")
+    read.require(mix_in == channels, "feature_mix_layer", f"in_channels {mix_in} != {channels}")
+    head = read.field(mix, "out_channels", "feature_mix_layer")
+    read.require(read.field(classifier, "in_features", "classifier") == head, "classifier",
+                 "in_features != feature_mix out_channels")
+    bn = config.get("bn", {})
+    read.require(isinstance(bn, dict), "bn", f"expected a JSON object, got {bn!r}")
+    spec = NetSpec(stem_channels=stem, head_channels=head,
+                   stages=group_stages(blocks), in_channels=read.field(first, "in_channels", "first_conv"),
+                   stem_kernel=read.field(first, "kernel_size", "first_conv"),
+                   stem_stride=read.field(first, "stride", "first_conv"),
+                   bn_eps=read.field(bn, "eps", "bn", float) if "eps" in bn else BN_EPS)
+    return spec, {"num_classes": read.field(classifier, "out_features", "classifier"),
+                  "dropout_rate": classifier.get("dropout_rate", 0)}
+
+
+def archs_fitting(shapes: Dict[str, Tuple[int, ...]]) -> List[str]:
+    """The registered variants whose parameters have exactly these names and shapes (a checkpoint's weights)."""
+    from src.convert import key_map
+
+    head = shapes.get("output.bias")
+    if not head:
+        return []
+    fits = []
+    for name in sorted(ARCHS):
+        expected = {k: tuple(shape) for k, (_, shape) in key_map(get_arch(name), "modelzoo", head[0]).items()}
+        if expected == {k: tuple(v) for k, v in shapes.items()}:
+            fits.append(name)
+    return fits

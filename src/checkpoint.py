@@ -36,6 +36,8 @@ def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
     p = Path(path)
     if not str(path):
         raise UserError("no checkpoint given: pass a .ckpt file")
+    if p.is_dir():
+        raise UserError(f"checkpoint {p} is a folder, not a file: pass a .ckpt file inside it")
     if not p.is_file():
         raise UserError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
@@ -43,6 +45,12 @@ def read_checkpoint(path: str) -> Dict[str, ms.Parameter]:
     try:
         return ms.load_checkpoint(str(p))
     except Exception as err:  # MindSpore raises ValueError/RuntimeError with long texts for bad files
+        from src.files import describe_content
+
+        content = describe_content(p)
+        if content:
+            hint = "convert it with tools/convert_weights.py" if "PyTorch" in content else "pass a .ckpt file"
+            raise UserError(f"checkpoint {p} is not a MindSpore checkpoint: it holds {content}; {hint}") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"checkpoint {p} cannot be read (truncated or not a MindSpore checkpoint): {first}") from None
 
@@ -79,6 +87,17 @@ def _sample(names: Iterable[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + more
 
 
+def _arch_advice(weights: Dict[str, Any]) -> str:
+    """Which --arch a checkpoint that does not fit was saved for, found by its shapes."""
+    from src.arch import archs_fitting
+
+    fits = archs_fitting({k: tuple(v.shape) for k, v in weights.items()})
+    if fits:
+        return f"it was saved for another --arch ({' or '.join(fits)}): pass --arch {fits[0]}"
+    return ("was it saved for another --arch (or a network .config)? "
+            "Convert PyTorch weights with tools/convert_weights.py")
+
+
 def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "") -> None:
     """Load a checkpoint's weights into ``net`` strictly (every parameter filled, shapes equal).
 
@@ -94,10 +113,9 @@ def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, pr
         raise UserError(
             f"checkpoint {path} does not fit this network ({len(missing)} parameters missing"
             f"{': ' + _sample(missing) if missing else ''}; {len(unexpected)} unexpected"
-            f"{': ' + _sample(unexpected) if unexpected else ''}): was it saved for another --arch? "
-            "Convert PyTorch weights with tools/convert_weights.py")
+            f"{': ' + _sample(unexpected) if unexpected else ''}): {_arch_advice(weights)}")
     head_shape = tuple(weights["output.weight"].shape)
-    if head_shape != tuple(own["output.weight"].shape):
+    if head_shape[0] != own["output.weight"].shape[0]:  # other in_features: another --arch, below
         if not allow_new_classifier:
             raise UserError(f"checkpoint {path} has a classifier for {head_shape[0]} classes but the network has "
                             f"{own['output.weight'].shape[0]}: pass --num_classes {head_shape[0]}")
@@ -108,7 +126,7 @@ def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, pr
                   if tuple(weights[k].shape) != tuple(own[k].shape)]
     if bad_shapes:
         raise UserError(f"checkpoint {path} has other shapes than this network ({_sample(bad_shapes, 3)}): "
-                        "was it saved for another --arch?")
+                        f"{_arch_advice(weights)}")
     for name, value in weights.items():
         own[name].set_data(ms.Tensor(value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value),
                                      own[name].dtype))

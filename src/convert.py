@@ -203,14 +203,18 @@ def _state_dict_of(loaded: Any, path: Path) -> Dict[str, Any]:
 
 def read_torch_weights(path: str) -> Dict[str, np.ndarray]:
     """Tensors of a PyTorch ``.pth`` (a state_dict, or a dict holding one under ``state_dict``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"input file not found: {p}")
+    from src.files import describe_content, input_file
+
+    p = input_file(path, "input file", "--input")
     torch = _import_torch()
     try:
         # weights_only: a downloaded file must not be able to run code when unpickled
         loaded = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... with long texts
+        content = describe_content(p)
+        if content.startswith("text"):
+            raise UserError(f"{p} is not a PyTorch weights file: it holds {content}; pass the .pth file "
+                            "of the official or pytorchcv release") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{p} cannot be read as a PyTorch weights file ({first}); a MindSpore .ckpt "
                         "converts with --source modelzoo") from None
@@ -241,6 +245,9 @@ def convert_file(source: str, arch: str, input_path: str, output_path: str,
         raise UserError(f"output {out} exists: pass --overwrite to replace it, or choose another --output")
     if out.suffix != ".ckpt":
         raise UserError(f"output {out} must end in .ckpt (MindSpore appends it otherwise)")
+    from src.files import check_output_file
+
+    check_output_file(out, "converted checkpoint", "--output")  # before the work: a read-only folder is one line
     spec = resolve_spec(arch)
     tensors = read_source(input_path, source)
     _LOG.info("read %d tensors from %s", len(tensors), input_path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -80,15 +79,22 @@ def format_result(name: str, r: Dict[str, float]) -> str:
             f"({r['count']} images)")
 
 
-def write_json_atomic(path: str, data) -> None:
-    """Write JSON under a temporary name and rename; say when an earlier file is replaced."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        _LOG.info("replacing earlier results in %s", target)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, target)
+def write_json_atomic(path: str, data, flag: str = "--eval_output") -> None:
+    """Write JSON under a temporary name and rename it into place.
+
+    A folder at ``path`` or a place that cannot be written is a UserError naming ``flag``.
+    """
+    from src.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n", "evaluation results", flag)
+
+
+def _output_path(config, files: List[str]) -> str:
+    if config.eval_output:
+        return config.eval_output
+    if len(files) == 1:
+        return str(Path(files[0]).with_suffix(".eval.json"))
+    return str(Path(checkpoint_argument(config)) / "eval_results.json")
 
 
 def run_eval(config) -> int:
@@ -101,6 +107,9 @@ def run_eval(config) -> int:
     from src.proxylessnas_mobile import create_model
 
     files = checkpoint_files(checkpoint_argument(config))
+    out = _output_path(config, files)
+    if Path(out).is_dir():  # known now: say so before the evaluation, not after it
+        raise UserError(f"--eval_output {out} is a folder: give a file path for the evaluation results")
     train_dir = split_dir(config.dataset_path, config.train_dir)
     classes = find_classes(train_dir) if train_dir.is_dir() else None
     images = scan_split(config, "val", classes)
@@ -113,9 +122,17 @@ def run_eval(config) -> int:
     init_context(config)
     net = create_model(config.arch, config.num_classes)
     dataset = create_dataset(images, config, training=False, batch_size=config.val_batch_size)
-    results = {}
+    results, failed = {}, {}
     for path in files:
-        load_weights(net, path)
+        try:
+            load_weights(net, path)
+        except UserError as err:
+            if len(files) == 1:
+                raise
+            # one bad file in a folder: report it, keep the results of the others
+            _LOG.error("skipped: %s", err)
+            failed[path] = str(err)
+            continue
         start = time.time()
         # the fastest exact form (tests/test_fuse.py, tests/test_native_depthwise.py): BN folded per checkpoint,
         # and on CPU the native depthwise kernel
@@ -125,13 +142,22 @@ def run_eval(config) -> int:
         results[path]["seconds"] = round(time.time() - start, 2)
         if len(files) > 1:
             _LOG.info(format_result(path, results[path]))
+    if not results:
+        raise UserError(f"none of the {len(files)} checkpoints in {config.checkpoint_path} could be evaluated; "
+                        f"first: {next(iter(failed.values()))}")
     best = max(results, key=lambda k: results[k]["top1"])
     summary = {"dataset": images.root, "arch": config.arch, "image_size": config.image_size,
                "crop_pct": config.crop_pct, "results": results, "best": best}
-    out = config.eval_output or (str(Path(files[0]).with_suffix(".eval.json")) if len(files) == 1
-                                 else str(Path(checkpoint_argument(config)) / "eval_results.json"))
-    write_json_atomic(out, summary)
-    _LOG.info("results written to %s", out)
+    if failed:
+        summary["failed"] = failed
     prefix = "best " if len(files) > 1 else ""
-    print(prefix + format_result(best, results[best]))
+    # said before the result line, which stays the last line of a successful run
+    _LOG.info("results go to %s%s", out, " (replacing the earlier file)" if Path(out).exists() else "")
+    # the accuracy first: a result that cannot be written is still seen
+    print(prefix + format_result(best, results[best]), flush=True)
+    write_json_atomic(out, summary)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(files)} checkpoints could not be evaluated "
+                        f"({', '.join(Path(f).name for f in failed)}; reasons above and in {out}); "
+                        f"the other {len(results)} are in {out}")
     return 0

@@ -132,7 +132,9 @@ def _export_checked(net, file_name: str, file_format: str, batch_size: int, imag
     final = output_path(file_name, file_format)
     if final.is_dir():
         raise UserError(f"--file_name {file_name} names a folder ({final}); give a file name")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    from src.files import check_output_file
+
+    check_output_file(final, f"exported {file_format} file", "--file_name")  # a read-only folder: one line
 
     net.set_train(False)
     x = np.random.default_rng(seed).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)

@@ -135,7 +135,9 @@ def sample_names(images: ImageList) -> List[str]:
 
 def preprocess_folder(images: ImageList, output_dir: str, image_size: int = 224, crop_pct: float = 0.875) -> Path:
     """Write every image as a float32 CHW .bin plus the label JSON; stale inputs of an earlier run are removed."""
-    out = Path(output_dir)
+    from src.files import check_output_dir, write_error
+
+    out = check_output_dir(output_dir, "preprocessed inputs", "--pre_result_path")
     data = out / INPUT_DIR
     if data.exists():
         _LOG.info("removing the inputs of an earlier run in %s", data)
@@ -143,13 +145,16 @@ def preprocess_folder(images: ImageList, output_dir: str, image_size: int = 224,
     data.mkdir(parents=True)
     names = sample_names(images)
     labels: Dict[str, int] = {}
-    for i, (name, (path, label)) in enumerate(zip(names, images.samples), start=1):
-        preprocess_image(path, image_size, crop_pct).tofile(data / f"{name}.bin")
-        labels[name] = int(label)
-        if i % 1000 == 0:
-            _LOG.info("preprocessed %d / %d images", i, len(names))
     label_path = out / LABEL_FILE
-    label_path.write_text(json.dumps(labels, indent=0, sort_keys=True) + "\n")
+    try:
+        for i, (name, (path, label)) in enumerate(zip(names, images.samples), start=1):
+            preprocess_image(path, image_size, crop_pct).tofile(data / f"{name}.bin")
+            labels[name] = int(label)
+            if i % 1000 == 0:
+                _LOG.info("preprocessed %d / %d images", i, len(names))
+        label_path.write_text(json.dumps(labels, indent=0, sort_keys=True) + "\n")
+    except OSError as err:  # e.g. the disk filled up half way
+        raise write_error(out, err, "preprocessed inputs", "--pre_result_path") from None
     _LOG.info("wrote %d inputs (3x%dx%d float32) to %s and labels to %s", len(labels), image_size, image_size,
               data, label_path)
     return out
@@ -158,6 +163,8 @@ def preprocess_folder(images: ImageList, output_dir: str, image_size: int = 224,
 def read_labels(label_path: str) -> Dict[str, int]:
     """The ``{name: class_index}`` map written by preprocess.py."""
     path = Path(label_path)
+    if path.is_dir():
+        raise UserError(f"label file {path} is a folder, not a file: preprocess.py writes {LABEL_FILE} there")
     if not path.is_file():
         raise UserError(f"label file not found: {path} (preprocess.py writes it; run the preprocessing first)")
     try:
@@ -226,11 +233,14 @@ def accuracy(results: Dict[str, np.ndarray], labels: Dict[str, int], where: str 
 
 def postprocess(result_path: str, label_path: str, acc_log: str = "") -> Accuracy:
     """postprocess.py: accuracy of ``result_path`` against ``label_path``; also written to ``acc_log``."""
+    from src.files import check_output_file, write_text_atomic
+
+    if acc_log:  # said before the work, not after it
+        check_output_file(acc_log, "accuracy log", "--acc_log")
     labels = read_labels(label_path)
     acc = accuracy(read_results(result_path), labels, result_path)
     if acc_log:
-        Path(acc_log).parent.mkdir(parents=True, exist_ok=True)
-        Path(acc_log).write_text("\n".join(acc.lines()) + "\n")
+        write_text_atomic(acc_log, "\n".join(acc.lines()) + "\n", "accuracy log", "--acc_log")
     return acc
 
 

@@ -47,6 +47,8 @@ def list_inputs(input_path: str) -> List[Path]:
 def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, time_path: str) -> List[float]:
     """Run every input through the MINDIR one by one; write the logits and the latency summary."""
     mindir = Path(mindir_path)
+    if mindir.is_dir():
+        raise UserError(f"--mindir_path {mindir} is a folder, not a file: pass the .mindir file inside it")
     if not mindir.is_file():
         raise UserError(f"MINDIR not found: {mindir} (export one with: python export.py --file_format MINDIR ...)")
     files = list_inputs(input_path)
@@ -59,6 +61,9 @@ def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, 
         graph = nn.GraphCell(ms.load(str(mindir)))
     except Exception as err:  # MindSpore raises RuntimeError/ValueError with multi-line texts
         raise UserError(f"cannot load {mindir} as MINDIR: {str(err).strip().splitlines()[0]}") from None
+    from src.files import image_size_of, mindir_input_shape
+
+    exported = image_size_of(mindir_input_shape(mindir))  # a graph with global pooling runs any size: check
     results, times = Path(result_path), Path(time_path)
     results.mkdir(parents=True, exist_ok=True)
     times.mkdir(parents=True, exist_ok=True)
@@ -68,6 +73,9 @@ def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, 
         side = int(round(math.sqrt(data.size / 3)))
         if side * side * 3 != data.size:
             raise UserError(f"{path} holds {data.size} floats, not one 3xHxW image")
+        if exported is not None and side != exported:
+            raise UserError(f"input {path} is 3x{side}x{side} but {mindir} was exported for {exported}x{exported} "
+                            f"inputs: preprocess again with IMAGE_SIZE={exported} NEED_PREPROCESS=y")
         x = ms.Tensor(data.reshape(1, 3, side, side))
         start = time.perf_counter()
         try:

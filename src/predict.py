@@ -71,6 +71,8 @@ def list_images(inputs: Sequence[str]) -> List[Path]:
 def read_names_file(path: str) -> List[ClassName]:
     """Class names from a file: one per line in class-index order, ``id<TAB>name`` or just ``name``."""
     file = Path(path)
+    if file.is_dir():
+        raise UserError(f"--class_names {file} is a folder, not a file (for class folders use --class_names_from)")
     if not file.is_file():
         raise UserError(f"class names file not found: {file}")
     names = []
@@ -116,13 +118,17 @@ def _checkpoint_classes(path: str) -> int:
 
 
 def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
-               image_size: int = 224, fold_bn: bool = True, depthwise_kernel: str = "auto") -> Model:
+               image_size: Optional[int] = None, fold_bn: bool = True, depthwise_kernel: str = "auto") -> Model:
     """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file.
+
+    ``image_size`` None: a MINDIR's or ONNX file's own input size (224 for a .ckpt); given, it must match the file.
 
     A .ckpt runs with the native CPU depthwise kernel unless ``depthwise_kernel`` is "builtin"
     (see :mod:`src.native_depthwise`).
     """
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"--model {file} is a folder, not a file: pass a .ckpt, .mindir or .onnx file inside it")
     kind = MODEL_KINDS.get(file.suffix.lower())
     if kind is None:
         raise UserError(f"--model {file}: unknown model type {file.suffix!r}; use a .ckpt, .mindir or .onnx file")
@@ -137,11 +143,10 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
             session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
         except Exception as err:
             raise UserError(f"cannot load {file} as ONNX: {str(err).strip().splitlines()[0]}") from None
+        from src.files import check_image_size, image_size_of
+
         spec = session.get_inputs()[0]
-        side = spec.shape[-1]
-        if isinstance(side, int) and side != image_size:
-            _LOG.info("%s takes %dx%d inputs: using image size %d", file, side, side, side)
-            image_size = side
+        image_size = check_image_size(file, image_size_of(spec.shape), image_size, "--image_size")
         outputs = session.get_outputs()[0].shape
         return Model(lambda x: session.run(None, {spec.name: x})[0], kind, image_size,
                      outputs[-1] if isinstance(outputs[-1], int) else None)
@@ -157,11 +162,15 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
             graph = nn.GraphCell(ms.load(str(file)))
         except Exception as err:
             raise UserError(f"cannot load {file} as MINDIR: {str(err).strip().splitlines()[0]}") from None
+        from src.files import check_image_size, image_size_of, mindir_input_shape
+
+        image_size = check_image_size(file, image_size_of(mindir_input_shape(file)), image_size, "--image_size")
         return Model(lambda x: graph(ms.Tensor(x)).asnumpy(), kind, image_size, None)
 
     from src import create_model
     from src.checkpoint import load_weights
 
+    image_size = image_size or 224
     classes = num_classes or _checkpoint_classes(str(file))
     net = create_model(arch, num_classes=classes)
     load_weights(net, str(file))
@@ -229,8 +238,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--arch", default="proxylessnas_mobile", help="network of a .ckpt (default %(default)s)")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="classes of a .ckpt (default: read from the checkpoint)")
-    parser.add_argument("--image_size", type=int, default=224,
-                        help="input side (default %(default)s; an ONNX model's own size wins)")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="input side (default: a MINDIR's or ONNX file's own size, 224 for a .ckpt; "
+                             "must match the file's)")
     parser.add_argument("--crop_pct", type=float, default=0.875, help="centre-crop fraction (default %(default)s)")
     names = parser.add_mutually_exclusive_group()
     names.add_argument("--class_names", default="", help="names file: one class per line, optionally id<TAB>name")
@@ -248,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.topk < 1:
             raise UserError(f"--topk must be >= 1, got {args.topk}")
-        if args.image_size < 32 or args.image_size % 32:
+        if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
             raise UserError(f"--image_size must be a multiple of 32 and at least 32, got {args.image_size}")
         if not 0 < args.crop_pct <= 1:
             raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")

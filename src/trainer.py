@@ -46,6 +46,11 @@ def arch_tag(arch: str) -> str:
 
 def resolve_run_dir(config, info: ParallelInfo) -> Path:
     """The run folder, not yet created; refuses to reuse an existing one unless resuming into it or --overwrite."""
+    from src.files import input_file
+
+    for flag in ("resume", "pretrained"):  # a folder or a missing file is said before anything starts
+        if getattr(config, flag, ""):
+            input_file(getattr(config, flag), "checkpoint", f"--{flag}")
     if config.resume and not config.run_name:
         ckpt = Path(config.resume).resolve()
         if (ckpt.parent.parent / "config.yaml").is_file():

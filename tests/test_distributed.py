@@ -91,3 +91,6 @@ def test_a_failing_worker_fails_the_launch_and_is_named(tmp_path, tiny_imagefold
     assert result.returncode != 0
     assert f"FAILED: rank 1 (exit code 2, log {logs / 'worker_1.log'})" in result.stderr, result.stderr[-3000:]
     assert "no_such_option" in (logs / "worker_1.log").read_text()
+    # the cause, from that worker's own log, is shown by the launcher
+    assert f"last lines of {logs / 'worker_1.log'}:" in result.stderr
+    assert "error: unknown option --no_such_option" in result.stderr

@@ -66,8 +66,15 @@ def main(argv=None) -> int:
     parser.add_argument("--image_size", type=int, default=32, help="multiple of 32 (the scans are 8x8)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
-    if out.exists() and any(out.iterdir()):
-        sys.exit(f"error: {out} already exists: remove it or pass --out NEW_FOLDER")
+    # input errors exit 2 like every entry script
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"error: --out {out} already exists: remove it or pass --out NEW_FOLDER", file=sys.stderr)
+        return 2
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create --out {out}: {err.strerror}; pass --out with a writable path", file=sys.stderr)
+        return 2
     start = time.time()
     data = out / "digits"
     sizes = build_digits_folder(data, args.image_size)

@@ -17,6 +17,9 @@ def main(argv=None) -> int:
     src = Path(args.metrics)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "metrics.png"
     try:
+        from src.files import check_output_file
+
+        check_output_file(out, "plot", "--out")
         plot_metrics(src, out)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

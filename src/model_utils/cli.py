@@ -31,5 +31,10 @@ def entry_point(main: Callable[..., Optional[int]]) -> Callable[[Optional[Sequen
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:
+            # a read or write the script did not check itself (read-only folder, full disk, ...): one line
+            where = f": {err.filename}" if err.filename else ""
+            print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+            return 1
 
     return run

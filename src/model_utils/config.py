@@ -40,6 +40,8 @@ Config = EasyDict
 def load_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, List[Any]]]:
     """Read the values, help and choices documents of a config file."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder, not a file: pass a YAML file with --config_path")
     if not path.is_file():
         raise UserError(f"config file not found: {path} (pass an existing YAML with --config_path)")
     try:
@@ -53,6 +55,10 @@ def load_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, Lis
     values = docs[0]
     helps = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
     choices = docs[2] if len(docs) > 2 and isinstance(docs[2], dict) else {}
+    for key, allowed in choices.items():
+        if not isinstance(allowed, list):  # "x in 'CPU'" would test substrings
+            raise UserError(f"config file {path}: the choices of {key!r} (third document) must be a list, "
+                            f"got {allowed!r}")
     return values, helps, choices
 
 
@@ -64,40 +70,82 @@ def _type_name(default: Any) -> str:
     return type(default).__name__
 
 
-def convert_value(key: str, text: Any, default: Any) -> Any:
-    """Convert ``text`` to the type of ``default``; raise UserError naming the key otherwise."""
+def _kind_of(value: Any) -> str:
+    """How a YAML value reads to a person: 'a list', 'a mapping', 'nothing (empty value)', ..."""
+    if value is None:
+        return "nothing (empty value)"
+    if isinstance(value, bool):
+        return f"{value!r} (a bool)"
+    if isinstance(value, list):
+        return f"{value!r} (a list)"
+    if isinstance(value, dict):
+        return f"{value!r} (a mapping)"
+    article = {"int": "an int", "float": "a float", "str": "a string"}.get(type(value).__name__, type(value).__name__)
+    return f"{value!r} ({article})"
+
+
+def _convert_yaml(key: str, value: Any, default: Any, source: str) -> Any:
+    """A value already typed by YAML: the same kinds the command line accepts, else a UserError."""
+    where = f"{key} in {source}"
+    if isinstance(value, str):
+        return convert_value(key, value, default, source)
+    if isinstance(default, bool):
+        # YAML reads true/false/yes/no itself; 1 and 0 are ints there but bools on the command line
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, list):
+        if isinstance(value, list):
+            return [_convert_yaml(key, item, default[0], source) for item in value] if default else value
+    elif isinstance(default, str):
+        if value is None:
+            return ""  # an empty value means "not set", as --key "" does
+        raise UserError(f"{where}: expected a string (a path or a name), got {_kind_of(value)}; "
+                        f"write it in quotes if it is meant as text: {key}: \"{value}\"")
+    else:
+        return value
+    raise UserError(f"{where}: expected {_type_name(default)}, got {_kind_of(value)}")
+
+
+def convert_value(key: str, text: Any, default: Any, source: str = "") -> Any:
+    """Convert ``text`` (command line) or a YAML value to the type of ``default``; raise UserError naming the key.
+
+    ``source`` names the config file a YAML value comes from.
+    """
     if not isinstance(text, str):  # already typed (from YAML)
-        if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(text, bool):
-            if isinstance(default, bool) and not isinstance(text, bool):
-                raise UserError(f"--{key}: expected {_type_name(default)}, got {text!r}")
-            return text
-        if isinstance(default, int) and isinstance(text, float):
-            raise UserError(f"--{key}: expected int, got {text!r}")
-        return type(default)(text)
+        return _convert_yaml(key, text, default, source or "the config file")
+    name = f"{key} in {source}" if source else f"--{key}"
     if isinstance(default, bool):
         low = text.strip().lower()
         if low in _TRUE:
             return True
         if low in _FALSE:
             return False
-        raise UserError(f"--{key}: expected bool (true/false/1/0), got {text!r}")
+        raise UserError(f"{name}: expected bool (true/false/1/0), got {text!r}")
     if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise UserError(f"--{key}: expected int, got {text!r}") from None
+            raise UserError(f"{name}: expected int, got {text!r}") from None
     if isinstance(default, float):
         try:
             return float(text)
         except ValueError:
-            raise UserError(f"--{key}: expected float, got {text!r}") from None
+            raise UserError(f"{name}: expected float, got {text!r}") from None
     if isinstance(default, list):
         try:
             items = yaml.safe_load(text if text.strip().startswith("[") else f"[{text}]")
         except yaml.YAMLError:
-            raise UserError(f"--{key}: expected a list like 1,2,3 or [1, 2, 3], got {text!r}") from None
+            raise UserError(f"{name}: expected a list like 1,2,3 or [1, 2, 3], got {text!r}") from None
         if default:
-            items = [convert_value(key, str(item), default[0]) for item in items]
+            items = [convert_value(key, str(item), default[0], source) for item in items]
         return list(items)
     if default is None and text.strip().lower() in ("none", "null", "~"):
         return None
@@ -185,7 +233,7 @@ def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] 
         for key in values:
             if key not in base:
                 raise UserError(f"unknown key {key!r} in {path}{_closest(key, list(base))}")
-        values = {**base, **{k: convert_value(k, v, base[k]) for k, v in values.items()}}
+        values = {**base, **{k: convert_value(k, v, base[k], str(path)) for k, v in values.items()}}
         helps = {**base_help, **helps}
         choices = {**base_choices, **choices}
     cfg = dict(values)
