@@ -143,7 +143,7 @@ def run_eval(config) -> int:
         if len(files) > 1:
             _LOG.info(format_result(path, results[path]))
     if not results:
-        raise UserError(f"none of the {len(files)} checkpoints in {config.checkpoint_path} could be evaluated; "
+        raise UserError(f"none of the {len(files)} checkpoints in {checkpoint_argument(config)} could be evaluated; "
                         f"first: {next(iter(failed.values()))}")
     best = max(results, key=lambda k: results[k]["top1"])
     summary = {"dataset": images.root, "arch": config.arch, "image_size": config.image_size,
