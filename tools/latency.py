@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     build.add_argument("--num_classes", type=int, default=1000, help="classifier size (default 1000)")
     build.add_argument("--width_mult", type=float, default=1.0, help="width multiplier of the default space")
+    build.add_argument("--order", default="auto",
+                       help="rotation: layers timed in rounds, each finding the caches as a network run leaves "
+                            "them; sequential: each layer's runs back to back (caches hot); auto (default): "
+                            "rotation, but sequential for ONNX Runtime with more than one thread")
     build.add_argument("--no_overhead_correction", action="store_true",
                        help="keep the runtime's per-call overhead inside every entry")
 
@@ -110,7 +114,7 @@ def _build(args) -> str:
               args.runtime, args.threads or "default", args.warmup, args.runs)
     table: LatencyTable = build_table(args.runtime, args.image_size, space=args.space, arch=args.arch,
                                       threads=args.threads, num_classes=args.num_classes,
-                                      width_mult=args.width_mult, warmup=args.warmup, runs=args.runs,
+                                      width_mult=args.width_mult, warmup=args.warmup, runs=args.runs, order=args.order,
                                       subtract_overhead=not args.no_overhead_correction)
     path = table.save(args.output, overwrite=args.overwrite)
     meta = table.meta
