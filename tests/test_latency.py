@@ -244,3 +244,29 @@ def test_bad_input_is_one_line_and_exit_2(tiny_table, tmp_path):
     broken.write_text("Conv-input:32x32x3-output:16x16x32: {count: 5}\n")
     one_line_error(run_script([TOOL, "predict", "--table", broken, "--arch", "proxylessnas_mobile"]),
                    "has no numeric 'mean'")
+
+
+@pytest.mark.parametrize("variant", ["proxylessnas_mobile", "proxylessnas_mobile_14", "proxylessnas_cpu",
+                                     "proxylessnas_gpu"])
+def test_flops_match_a_counted_forward_pass_of_the_official_config(variant):
+    """src/flops.py against multiply-adds counted on an independent PyTorch build of the released config."""
+    torch = pytest.importorskip("torch", reason="needs torch for the independent reference network")
+    torch_reference = pytest.importorskip("torch_reference")
+    model = torch_reference.build(official_config(variant), seed=0).eval()
+    counted = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            counted.append(output.numel() * k * module.in_channels // module.groups)
+        elif isinstance(module, torch.nn.Linear):
+            counted.append(module.in_features * module.out_features)
+
+    for module in model.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert net_macs_params(get_arch(variant), 224, 1000) == (sum(counted), params)
+    if variant == "proxylessnas_mobile":  # the paper: 320 M multiply-adds, 4.08 M parameters
+        assert round(sum(counted) / 1e6) == 320 and params == 4_080_512
