@@ -569,6 +569,8 @@ class _Timer:
         from src.model_utils.device import set_device
 
         set_device("CPU")
+        # a caller in PyNative mode (the search) gets its mode back in close()
+        self._mode = ms.get_context("mode")
         context: Dict[str, Any] = {"mode": ms.GRAPH_MODE}
         if runtime == "mindspore" and threads:
             context["runtime_num_threads"] = threads
@@ -577,6 +579,9 @@ class _Timer:
         self._count = 0
 
     def close(self) -> None:
+        import mindspore as ms
+
+        ms.set_context(mode=self._mode)
         self._work.cleanup()
 
     def version(self) -> str:
