@@ -76,7 +76,8 @@ def write_markdown(result: Dict[str, Any], path: Path) -> None:
     lines = [f"# Latency tables: predicted vs measured, image {result['image_size']}, batch 1", "",
              f"- date: {result['date']}; CPU: {result['cpu']['cpu']} ({result['cpu']['cpu_flags']}), "
              f"{result['cpu']['cpu_count']} logical cores; python {result['python']}",
-             f"- command: `{result['command']}`",
+             f"- command: `{result['command']}`, niceness {result['niceness']} (negative: run with priority "
+             "over the machine's other jobs, e.g. `nice -n -10`)",
              f"- {result['warmup']} warm-up and {result['runs']} timed runs per layer and per network; "
              "predicted = sum of the table's entries for the network's layers + the per-call overhead once",
              "- load average (1, 5, 15 min) is given before and after each part: above ~1 on this 2-core "
@@ -122,6 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result: Dict[str, Any] = {"image_size": args.image_size, "warmup": args.warmup, "runs": args.runs,
                               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                               "cpu": cpu_description(), "python": platform.python_version(),
+                              "niceness": os.nice(0),
                               "command": "python benchmarks/latency_check.py " + " ".join(argv or sys.argv[1:]),
                               "setups": []}
     for runtime, threads, order in SETUPS:

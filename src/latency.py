@@ -553,7 +553,7 @@ def _time_calls_raw(call, runs: int) -> List[float]:
 def _time_calls(call, warmup: int, runs: int) -> Dict[str, float]:
     """count/mean/var (ms) of ``runs`` timed calls after ``warmup`` untimed ones."""
     _time_calls_raw(call, warmup)
-    return _stats(_time_calls_raw(call, runs)) if runs else {}
+    return _stats(_time_calls_raw(call, runs))
 
 
 class _Timer:
