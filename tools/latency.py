@@ -100,12 +100,10 @@ def _summaries(args) -> List[str]:
 
 
 def _build(args) -> str:
-    from src.latency import LatencyTable, build_table
+    from src.latency import LatencyTable, _check_runtime, build_table, layers_to_build
 
     if Path(args.output).exists() and not args.overwrite:  # before minutes of measuring, not after
         raise UserError(f"{args.output} exists: pass --overwrite to replace it, or choose another --output")
-    from src.latency import layers_to_build, _check_runtime
-
     _check_runtime(args.runtime, args.threads)
     layers = layers_to_build(args.image_size, args.space, args.arch, args.num_classes, args.width_mult)
     for line in _summaries(args):
