@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from src.errors import UserError
 
@@ -541,18 +541,19 @@ def layer_cell(layer: Layer, bn_eps: float = 1e-3):
     return cell
 
 
-def _time_calls(call, warmup: int, runs: int) -> Dict[str, float]:
-    """count/mean/var (ms) of ``runs`` timed calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        call()
+def _time_calls_raw(call, runs: int) -> List[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
         times.append((time.perf_counter() - start) * 1e3)
-    mean = math.fsum(times) / len(times)
-    var = math.fsum((t - mean) ** 2 for t in times) / len(times)
-    return {"count": len(times), "mean": mean, "var": var}
+    return times
+
+
+def _time_calls(call, warmup: int, runs: int) -> Dict[str, float]:
+    """count/mean/var (ms) of ``runs`` timed calls after ``warmup`` untimed ones."""
+    _time_calls_raw(call, warmup)
+    return _stats(_time_calls_raw(call, runs))
 
 
 class _Timer:
@@ -568,6 +569,8 @@ class _Timer:
         from src.model_utils.device import set_device
 
         set_device("CPU")
+        # a caller in PyNative mode (the search) gets its mode back in close()
+        self._mode = ms.get_context("mode")
         context: Dict[str, Any] = {"mode": ms.GRAPH_MODE}
         if runtime == "mindspore" and threads:
             context["runtime_num_threads"] = threads
@@ -576,6 +579,9 @@ class _Timer:
         self._count = 0
 
     def close(self) -> None:
+        import mindspore as ms
+
+        ms.set_context(mode=self._mode)
         self._work.cleanup()
 
     def version(self) -> str:
@@ -601,27 +607,34 @@ class _Timer:
         feed = {session.get_inputs()[0].name: _input(shape)}
         return _time_calls(lambda: session.run(None, feed), self.warmup, self.runs)
 
-    def time_cell(self, cell, shape: Tuple[int, ...]) -> Dict[str, float]:
-        """Latency of one cell: exported to ONNX and run by ONNX Runtime, or run by MindSpore in GRAPH mode."""
+    def prepare(self, cell, shape: Tuple[int, ...]) -> Callable[[], Any]:
+        """A no-argument call that runs ``cell`` once on the runtime: an ONNX Runtime session of the cell
+        exported to ONNX, or the cell itself in GRAPH mode (compiled here, by a first call)."""
         import mindspore as ms
 
         x = ms.Tensor(_input(shape))
         if self.runtime == "mindspore":
-            return _time_calls(lambda: cell(x).asnumpy(), self.warmup, self.runs)
+            def call():
+                return cell(x).asnumpy()
+            call()
+            return call
         self._count += 1
         stem = os.path.join(self._work.name, f"layer{self._count}")
         ms.export(cell, x, file_name=stem, file_format="ONNX")
-        path = stem + ".onnx"
-        try:
-            return self.time_onnx(path, shape)
-        finally:
-            os.remove(path)
+        session = self.session(stem + ".onnx")
+        os.remove(stem + ".onnx")
+        feed = {session.get_inputs()[0].name: _input(shape)}
+        return lambda: session.run(None, feed)
 
-    def call_overhead(self) -> Dict[str, float]:
-        """What one call of the runtime costs with (almost) no work: a ReLU on 8 values."""
+    def time_cell(self, cell, shape: Tuple[int, ...]) -> Dict[str, float]:
+        """count/mean/var (ms) of one cell run on its own, ``runs`` times in a row."""
+        return _time_calls(self.prepare(cell, shape), self.warmup, self.runs)
+
+    def empty_call(self) -> Callable[[], Any]:
+        """The cheapest real layer (a ReLU on 8 values): what one call of the runtime costs by itself."""
         cell = _overhead_cell()
         cell.set_train(False)
-        return self.time_cell(cell, (1, 8))
+        return self.prepare(cell, (1, 8))
 
 
 def _input(shape: Tuple[int, ...]):
@@ -651,41 +664,103 @@ def cpu_description() -> Dict[str, Any]:
             "cpu_count": os.cpu_count()}
 
 
+ORDERS = ("auto", "rotation", "sequential")
+
+
+def _stats(times: Sequence[float]) -> Dict[str, float]:
+    mean = math.fsum(times) / len(times)
+    return {"count": len(times), "mean": mean, "var": math.fsum((t - mean) ** 2 for t in times) / len(times)}
+
+
+def _time_rotation(calls: Sequence[Callable[[], Any]], empty: Callable[[], Any], warmup: int, runs: int,
+                   progress: bool) -> Tuple[List[List[float]], List[float]]:
+    """Times (ms) of every call and of the empty call before each, over rounds in which each layer runs once."""
+    layer_times: List[List[float]] = [[] for _ in calls]
+    empty_times: List[float] = []
+    started, rounds = time.perf_counter(), warmup + runs
+    for r in range(rounds):
+        for i, call in enumerate(calls):
+            t0 = time.perf_counter()
+            empty()
+            t1 = time.perf_counter()
+            call()
+            t2 = time.perf_counter()
+            if r >= warmup:
+                empty_times.append((t1 - t0) * 1e3)
+                layer_times[i].append((t2 - t1) * 1e3)
+        if progress and (r + 1) % max(1, rounds // 10) == 0:
+            elapsed = time.perf_counter() - started
+            _LOG.info("timing: round %d/%d (elapsed %.0f s, ETA %.0f s)", r + 1, rounds, elapsed,
+                      elapsed / (r + 1) * (rounds - r - 1))
+    return layer_times, empty_times
+
+
 def build_table(runtime: str, image_size: int, *, space: str = "default", arch: Optional[str] = None,
                 threads: Optional[int] = None, num_classes: int = 1000, width_mult: float = 1.0, warmup: int = 10,
-                runs: int = 50, progress: bool = True, subtract_overhead: bool = True) -> LatencyTable:
+                runs: int = 50, progress: bool = True, order: str = "auto",
+                subtract_overhead: bool = True) -> LatencyTable:
     """Measure every distinct layer of a space or network, batch 1, on ``runtime``; a table with ``_meta``.
 
-    With ``subtract_overhead`` the cost of an empty runtime call (measured first) is taken out of every
-    entry and recorded once in ``_meta.call_overhead_ms``: a network run pays it once, not once per layer.
+    ``order="rotation"`` times the layers in rounds, each layer once per round, so that every layer finds
+    the caches as a network run leaves them (its weights evicted by the other layers) instead of hot from
+    its own previous run; ``"sequential"`` times each layer ``runs`` times in a row. ``"auto"`` (default)
+    is rotation, except for ONNX Runtime with more than one thread: there every session keeps its own
+    spinning thread pool, which in a rotation takes the CPU from the next session. An empty
+    call is timed right before every layer call; with ``subtract_overhead`` its mean is taken out of every
+    entry and recorded once as ``_meta.call_overhead_ms`` (a network run pays it once, not per layer).
     """
     _check_runtime(runtime, threads)
     _check_positive("image_size", image_size, 8)
+    if order not in ORDERS:
+        raise UserError(f"unknown order {order!r}: valid are {', '.join(ORDERS)}")
+    if order == "auto":
+        order = "sequential" if runtime == "onnxruntime" and threads != 1 else "rotation"
     layers = layers_to_build(image_size, space, arch, num_classes, width_mult)
     timer = _Timer(runtime, threads, warmup, runs)
     started = time.perf_counter()
-    entries: Dict[str, Dict[str, float]] = {}
     try:
-        overhead = timer.call_overhead()["mean"] if subtract_overhead else 0.0
+        empty = timer.empty_call()
+        calls = []
         for i, layer in enumerate(layers, start=1):
-            record = timer.time_cell(layer_cell(layer), layer.input_shape)
-            record["mean"] = max(record["mean"] - overhead, 0.0)
-            entries[layer.key] = record
-            if progress:
+            calls.append(timer.prepare(layer_cell(layer), layer.input_shape))
+            if progress and (i % 10 == 0 or i == len(layers)):
                 elapsed = time.perf_counter() - started
-                _LOG.info("[%d/%d] %s: %.3f ms (elapsed %.0f s, ETA %.0f s)", i, len(layers), layer.key,
-                          record["mean"], elapsed, elapsed / i * (len(layers) - i))
+                _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
+                          "exported to ONNX" if runtime == "onnxruntime" else "compiled", elapsed,
+                          elapsed / i * (len(layers) - i))
+        prepare_seconds = time.perf_counter() - started
+        if order == "rotation":
+            layer_times, empty_times = _time_rotation(calls, empty, warmup, runs, progress)
+        else:
+            layer_times, empty_times = [], []
+            for i, call in enumerate(calls, start=1):
+                times, empties = _time_rotation([call], empty, warmup, runs, False)
+                layer_times.extend(times)
+                empty_times.extend(empties)
+                if progress and (i % 10 == 0 or i == len(calls)):
+                    elapsed = time.perf_counter() - started - prepare_seconds
+                    _LOG.info("timed %d/%d layers (elapsed %.0f s, ETA %.0f s)", i, len(calls), elapsed,
+                              elapsed / i * (len(calls) - i))
         version = timer.version()
     finally:
         timer.close()
+    overhead = _stats(empty_times)["mean"] if subtract_overhead else 0.0
+    entries: Dict[str, Dict[str, float]] = {}
+    for layer, times in zip(layers, layer_times):
+        record = _stats(times)
+        record["mean"] = max(record["mean"] - overhead, 0.0)
+        entries[layer.key] = record
     meta = {"runtime": runtime, "runtime_version": version, "threads": threads if threads else "default",
             "batch": 1, "image_size": int(image_size), "num_classes": int(num_classes),
             "space": arch if arch is not None else space, "width_mult": float(width_mult),
-            "warmup": warmup, "runs": runs, "call_overhead_ms": round(overhead, 6),
-            "call_overhead_note": "subtracted from every mean; predict adds it once per network run",
+            "order": order, "warmup": warmup, "runs": runs, "call_overhead_ms": round(overhead, 6),
+            "call_overhead_note": "mean of an empty call timed before each layer call; subtracted from every "
+                                  "mean, predict adds it once per network run",
             **cpu_description(),
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset") if runtime == "mindspore" else None,
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "bn": "folded into the convs (as export.py writes the network)",
+            "prepare_seconds": round(prepare_seconds, 1),
             "build_seconds": round(time.perf_counter() - started, 1),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return LatencyTable(entries, {k: v for k, v in meta.items() if v is not None})

@@ -188,7 +188,7 @@ def test_tiny_build_is_written_reloaded_and_predicted(tiny_table):
     meta = table.meta
     assert (meta["runtime"], meta["threads"], meta["batch"], meta["image_size"]) == ("onnxruntime", 1, 1, 32)
     assert meta["runtime_version"] and meta["cpu"] and "date" in meta and meta["call_overhead_ms"] >= 0
-    assert table.image_size == 32
+    assert table.image_size == 32 and meta["order"] == "rotation"  # the default for one thread
     total, breakdown = predict_latency(table, spec, 32, 1000)
     per_layer = [table.entries[layer.key]["mean"] for layer in spec_layers(spec, 32)]  # repeated blocks count again
     assert total == pytest.approx(math.fsum(per_layer) + meta["call_overhead_ms"])
@@ -234,6 +234,8 @@ def test_bad_input_is_one_line_and_exit_2(tiny_table, tmp_path):
                                "--output", tmp_path / "x.yaml"]), "--threads must be a positive integer")
     one_line_error(run_script([TOOL, "build", "--runtime", "onnxruntime", "--image_size", "32", "--space", "tiny",
                                "--output", tmp_path / "x.yaml"]), "unknown --space 'tiny'")
+    one_line_error(run_script([TOOL, "build", "--runtime", "onnxruntime", "--image_size", "32", "--order", "sideways",
+                               "--output", tmp_path / "x.yaml"]), "unknown order 'sideways'")
     one_line_error(run_script([TOOL, "build", "--image_size", "32"]), "required: --runtime, --output")
     assert not (tmp_path / "x.yaml").exists()
     before = path.read_bytes()
@@ -244,3 +246,44 @@ def test_bad_input_is_one_line_and_exit_2(tiny_table, tmp_path):
     broken.write_text("Conv-input:32x32x3-output:16x16x32: {count: 5}\n")
     one_line_error(run_script([TOOL, "predict", "--table", broken, "--arch", "proxylessnas_mobile"]),
                    "has no numeric 'mean'")
+
+
+@pytest.mark.parametrize("variant", ["proxylessnas_mobile", "proxylessnas_mobile_14", "proxylessnas_cpu",
+                                     "proxylessnas_gpu"])
+def test_flops_match_a_counted_forward_pass_of_the_official_config(variant):
+    """src/flops.py against multiply-adds counted on an independent PyTorch build of the released config."""
+    torch = pytest.importorskip("torch", reason="needs torch for the independent reference network")
+    torch_reference = pytest.importorskip("torch_reference")
+    model = torch_reference.build(official_config(variant), seed=0).eval()
+    counted = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            counted.append(output.numel() * k * module.in_channels // module.groups)
+        elif isinstance(module, torch.nn.Linear):
+            counted.append(module.in_features * module.out_features)
+
+    for module in model.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert net_macs_params(get_arch(variant), 224, 1000) == (sum(counted), params)
+    if variant == "proxylessnas_mobile":  # the paper: 320 M multiply-adds, 4.08 M parameters
+        assert round(sum(counted) / 1e6) == 320 and params == 4_080_512
+
+
+def test_build_in_process_keeps_the_callers_mode(tmp_path):
+    """The search calls build_table from a PyNative process: it gets its mode back; sequential order works."""
+    import mindspore as ms
+    from src.latency import build_table
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    table = build_table("onnxruntime", 32, arch="proxylessnas_gpu", threads=1, warmup=1, runs=3,
+                        order="sequential", progress=False)
+    assert ms.get_context("mode") == ms.PYNATIVE_MODE
+    assert table.meta["order"] == "sequential" and table.meta["space"] == "proxylessnas_gpu"
+    assert set(table.entries) == {layer.key for layer in spec_layers(get_arch("proxylessnas_gpu"), 32)}
+    path = table.save(tmp_path / "gpu.yaml")
+    assert LatencyTable.load(path).entries == table.entries

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     build.add_argument("--num_classes", type=int, default=1000, help="classifier size (default 1000)")
     build.add_argument("--width_mult", type=float, default=1.0, help="width multiplier of the default space")
+    build.add_argument("--order", default="auto",
+                       help="rotation: layers timed in rounds, each finding the caches as a network run leaves "
+                            "them; sequential: each layer's runs back to back (caches hot); auto (default): "
+                            "rotation, but sequential for ONNX Runtime with more than one thread")
     build.add_argument("--no_overhead_correction", action="store_true",
                        help="keep the runtime's per-call overhead inside every entry")
 
@@ -96,12 +100,10 @@ def _summaries(args) -> List[str]:
 
 
 def _build(args) -> str:
-    from src.latency import LatencyTable, build_table
+    from src.latency import LatencyTable, _check_runtime, build_table, layers_to_build
 
     if Path(args.output).exists() and not args.overwrite:  # before minutes of measuring, not after
         raise UserError(f"{args.output} exists: pass --overwrite to replace it, or choose another --output")
-    from src.latency import layers_to_build, _check_runtime
-
     _check_runtime(args.runtime, args.threads)
     layers = layers_to_build(args.image_size, args.space, args.arch, args.num_classes, args.width_mult)
     for line in _summaries(args):
@@ -110,7 +112,7 @@ def _build(args) -> str:
               args.runtime, args.threads or "default", args.warmup, args.runs)
     table: LatencyTable = build_table(args.runtime, args.image_size, space=args.space, arch=args.arch,
                                       threads=args.threads, num_classes=args.num_classes,
-                                      width_mult=args.width_mult, warmup=args.warmup, runs=args.runs,
+                                      width_mult=args.width_mult, warmup=args.warmup, runs=args.runs, order=args.order,
                                       subtract_overhead=not args.no_overhead_correction)
     path = table.save(args.output, overwrite=args.overwrite)
     meta = table.meta
