@@ -91,3 +91,55 @@ def run_script(args, cwd=None, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd or ROOT), capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+# ---------------------------------------------------------------------------
+# Order independence: every test starts from the same seeds and leaves no global state behind
+# ---------------------------------------------------------------------------
+TEST_SEED = 0
+
+
+def _own_handlers(logger):
+    """The logger's handlers other than pytest's per-phase capture handlers (pytest adds and removes those)."""
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+
+
+@pytest.fixture(autouse=True)
+def isolated_global_state():
+    """Seed Python, numpy, MindSpore (weights) and MindSpore dataset draws the same way before each test;
+    afterwards restore the environment, working directory, root logging and MindSpore's execution mode.
+
+    In-process entry points (train, predict, convert) set these for a whole process: a test must not
+    inherit them from whichever test ran before it.
+    """
+    import logging
+    import random
+
+    import numpy as np
+
+    random.seed(TEST_SEED)
+    np.random.seed(TEST_SEED)
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        ms.set_seed(TEST_SEED)  # also seeds numpy's global generator and mindspore.dataset
+    environ, cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    level, handlers = root.level, _own_handlers(root)
+    mode = ms.get_context("mode") if ms is not None else None
+    yield
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        # a test that imported MindSpore itself found it in its start-up mode, PyNative
+        ms.set_context(mode=ms.PYNATIVE_MODE if mode is None else mode)
+    for handler in _own_handlers(root):
+        if handler not in handlers:  # e.g. the trainer's train.log, basicConfig(force=True) of a script's main
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    os.chdir(cwd)
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)
