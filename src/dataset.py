@@ -110,6 +110,33 @@ def preprocess_image(path: str, image_size: int = 224, crop_pct: float = 0.875) 
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
+class Cutout:
+    """Cutout (DeVries & Taylor, 2017) on a normalised CHW image: one ``length`` x ``length`` square set to 0.
+
+    The square's centre is a pixel drawn uniformly over the whole image and the square is clipped at the
+    border, so every image loses between (length // 2)^2 and length^2 pixels, and corners are cut as
+    often as the middle. 0 after normalisation is the dataset's mean colour. MindSpore's
+    ``vision.CutOut`` is not used: it draws the top-left corner from [-length, size], and the two end
+    values put the square entirely outside the image (about 8% of 32x32 images at length 16 kept
+    everything).
+    """
+
+    def __init__(self, length: int, seed: Optional[int] = None):
+        if length < 1:
+            raise ValueError(f"cutout length must be >= 1, got {length}")
+        self.length = length
+        # numpy's Generator serialises its draws, so the pipeline's worker threads may share it
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        _, height, width = image.shape
+        top = int(self._rng.integers(height)) - self.length // 2
+        left = int(self._rng.integers(width)) - self.length // 2
+        out = np.array(image, copy=True)  # the pipeline may hand over a read-only buffer
+        out[:, max(top, 0):top + self.length, max(left, 0):left + self.length] = 0
+        return out
+
+
 def train_ops(config) -> list:
     """Training transforms from the config: random-resized crop, flip, colour jitter, [auto-augment], cutout."""
     import mindspore.dataset.vision as vision
@@ -128,7 +155,8 @@ def train_ops(config) -> list:
     ops.append(vision.Normalize([m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]))
     ops.append(vision.HWC2CHW())
     if config.cutout:
-        ops.append(vision.CutOut(min(config.cutout_length, config.image_size), is_hwc=False))
+        # seeded by the run's seed, like the pipeline's own random ops (the trainer seeds those with it)
+        ops.append(Cutout(min(config.cutout_length, config.image_size), seed=config.random_seed))
     return ops
 
 

@@ -57,6 +57,51 @@ def trained_like(variant: str = "proxylessnas_mobile", seed: int = 5):
     return net
 
 
+# ---------------------------------------------------------------------------
+# Tolerances of comparisons across kernels, frameworks and CPUs: float32 rounding, not a value that passed
+# ---------------------------------------------------------------------------
+UNIT_ROUNDOFF = 2.0 ** -24  # float32: half of np.finfo(np.float32).eps
+
+
+def float32_tolerance(longest_sum: int, depth: int) -> float:
+    """Relative error that float32 rounding can leave in a result of ``depth`` chained layers.
+
+    Two correct implementations differ only in the order of their sums. The rounding error of an
+    n-term float32 sum grows like sqrt(n) * u (random-signed errors; Higham & Mary, SIAM J. Sci.
+    Comput. 2019, bound it by a small constant times that with high probability), and every layer of
+    the chain adds its own share of it.
+    """
+    import math
+
+    return depth * math.sqrt(longest_sum) * UNIT_ROUNDOFF
+
+
+def network_tolerance(net) -> float:
+    """float32_tolerance of an inference forward of ``net``, relative to its largest logit.
+
+    Its Conv2d and Dense layers are the chain; their longest dot product is the longest sum (1280
+    terms for the classifier). BN keeps every layer's activations O(1), so each layer's relative
+    error carries over to the logits' scale. proxylessnas_mobile: 62 layers, 1.3e-4.
+    """
+    from mindspore import nn
+
+    layers = [cell for _, cell in net.cells_and_names() if isinstance(cell, (nn.Conv2d, nn.Dense))]
+    longest = max(cell.in_channels if isinstance(cell, nn.Dense)
+                  else cell.in_channels // cell.group * cell.kernel_size[0] * cell.kernel_size[1] for cell in layers)
+    return float32_tolerance(longest, len(layers))
+
+
+def assert_logits_close(got, expected, net) -> None:
+    """Largest logit difference within network_tolerance(net) of the largest logit."""
+    import numpy as np
+
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape
+    scale, tol = float(np.abs(expected).max()), network_tolerance(net)
+    err = float(np.abs(got - expected).max())
+    assert err <= tol * scale, f"max abs logit difference {err:.3g} > {tol:.3g} * largest logit {scale:.3g}"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more")
 
@@ -91,3 +136,68 @@ def run_script(args, cwd=None, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd or ROOT), capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+# ---------------------------------------------------------------------------
+# Order independence: every test starts from the same seeds and leaves no global state behind
+# ---------------------------------------------------------------------------
+TEST_SEED = 0
+
+
+def _own_handlers(logger):
+    """The logger's handlers other than pytest's per-phase capture handlers (pytest adds and removes those)."""
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+
+
+def seed_everything(seed: int = TEST_SEED) -> None:
+    """Seed Python's and numpy's global generators, and MindSpore's (weight initialisers, dataset ops) once loaded."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        ms.set_seed(seed)  # also seeds numpy's global generator and mindspore.dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def seeded_module():
+    """Module-scoped fixtures (networks built once per file) draw the same weights whatever ran before."""
+    seed_everything()
+
+
+@pytest.fixture(autouse=True)
+def isolated_global_state():
+    """Seed Python, numpy, MindSpore (weights) and MindSpore dataset draws the same way before each test;
+    afterwards restore the environment, working directory, root logging and MindSpore's execution mode.
+
+    In-process entry points (train, predict, convert) set these for a whole process: a test must not
+    inherit them from whichever test ran before it.
+    """
+    import logging
+
+    seed_everything()
+    ms = sys.modules.get("mindspore")
+    environ, cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    level, handlers = root.level, _own_handlers(root)
+    mode = ms.get_context("mode") if ms is not None else None
+    yield
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        # a test that imported MindSpore itself found it in its start-up mode, PyNative
+        ms.set_context(mode=ms.PYNATIVE_MODE if mode is None else mode)
+    for handler in _own_handlers(root):
+        if handler not in handlers:  # e.g. the trainer's train.log, basicConfig(force=True) of a script's main
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    os.chdir(cwd)
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)

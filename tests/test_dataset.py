@@ -194,20 +194,86 @@ def test_train_and_eval_pipelines_shapes(tmp_path):
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
 
 
-def test_cutout_zeroes_a_square():
-    from src.dataset import train_ops
-    c = get_config(["--image_size", "32", "--cutout_length", "16", "--random_flip", "false", "--color_jitter", "0",
-                    "--min_crop_scale", "1.0"])
-    img = np.full((32, 32, 3), 200, np.uint8)
-    for op in train_ops(c):
-        img = op(img)
-    normalised_fill = (200 / 255 - 0.485) / 0.229
-    zero = np.isclose(img, 0).all(axis=0)
+def cut_square(image, length):
+    """(centre row, centre column) of the one zeroed square in a CHW image; asserts that it is exactly the
+    ``length`` x ``length`` square around that centre clipped at the border, zero in every channel."""
+    zero = (image == 0).all(axis=0)
+    assert not ((image == 0).any(axis=0) & ~zero).any()  # a cut pixel is 0 in every channel
     rows, cols = np.flatnonzero(zero.any(axis=1)), np.flatnonzero(zero.any(axis=0))
-    # one axis-aligned patch of at most 16x16 (clipped at the border), everything else untouched
-    assert 0 < len(rows) <= 16 and 0 < len(cols) <= 16
-    assert zero[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all() and zero.sum() == len(rows) * len(cols)
-    assert np.isclose(img[0][~zero], normalised_fill, atol=1e-3).all()
+    assert len(rows) > 0 and len(cols) > 0, "nothing was cut"
+    # a square clipped at the top/left ends length - 1 past where it starts; length <= side, so not both
+    top = rows[0] if rows[0] > 0 else rows[-1] + 1 - length
+    left = cols[0] if cols[0] > 0 else cols[-1] + 1 - length
+    centre = (int(top + length // 2), int(left + length // 2))
+    assert 0 <= centre[0] < zero.shape[0] and 0 <= centre[1] < zero.shape[1], "centre outside the image"
+    expected = np.zeros_like(zero)
+    expected[max(top, 0):top + length, max(left, 0):left + length] = True
+    assert (zero == expected).all(), f"not one clipped {length}x{length} square"
+    return centre
+
+
+def check_cutout_draws(seed, draws=1000, length=7, shape=(3, 24, 40)):
+    """``draws`` cutouts of one seeded op: each one clipped square; centres over every row and column."""
+    from src.dataset import Cutout
+
+    cutout = Cutout(length, seed=seed)
+    image = np.full(shape, 1.5, np.float32)
+    centres = []
+    for _ in range(draws):
+        out = cutout(image)
+        centres.append(cut_square(out, length))
+        assert (out[out != 0] == 1.5).all()  # everything else untouched
+    assert (image == 1.5).all()  # the input is not modified
+    ys, xs = np.array(centres).T
+    # 1000 uniform draws miss one of 24 (40) values with probability < 40 * (39/40)^1000 ~ 1e-9
+    assert set(ys) == set(range(shape[1])) and set(xs) == set(range(shape[2]))
+    half = length // 2
+    assert (ys < half).any() and (ys >= shape[1] - half).any() and (xs < half).any() and (xs >= shape[2] - half).any()
+
+
+def test_cutout_cuts_one_clipped_square_centred_anywhere():
+    check_cutout_draws(seed=18)
+
+
+def test_cutout_length_must_be_positive():
+    from src.dataset import Cutout
+
+    with pytest.raises(ValueError, match="cutout length must be >= 1, got 0"):
+        Cutout(0)
+
+
+def check_training_cutout(seed, draws=300):
+    """The training transforms (no flip, jitter or crop change) on a constant image: every draw cuts."""
+    from src.dataset import train_ops
+
+    c = get_config(["--image_size", "32", "--cutout_length", "16", "--random_flip", "false", "--color_jitter", "0",
+                    "--min_crop_scale", "1.0", "--random_seed", str(seed)])
+    ops = train_ops(c)
+    normalised_fill = (200 / 255 - 0.485) / 0.229
+    areas = set()
+    for _ in range(draws):
+        img = np.full((32, 32, 3), 200, np.uint8)
+        for op in ops:
+            img = op(img)
+        cut_square(img, 16)
+        zero = (img == 0).all(axis=0)
+        areas.add(int(zero.sum()))
+        assert np.isclose(img[0][~zero], normalised_fill, atol=1e-3).all()
+    return areas
+
+
+def test_cutout_zeroes_a_square():
+    areas = check_training_cutout(seed=18)
+    assert min(areas) >= 8 * 8 and max(areas) == 16 * 16 and len(areas) > 2  # clipped and whole squares
+
+
+def test_cutout_in_the_pipeline(tmp_path):
+    root = make_image_folder(tmp_path, n_train=3, n_val=0)
+    c = cfg(root, "--cutout_length", "8")
+    (images, _), = create_dataset(scan_split(c, "train"), c, training=True, batch_size=6).create_tuple_iterator(
+        num_epochs=1, output_numpy=True)
+    for image in images:  # a normalised 8-bit pixel is never exactly 0: zeros are the cut
+        cut_square(image, 8)
 
 
 def test_shards_are_disjoint_equal_and_cover(tmp_path):

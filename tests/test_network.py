@@ -86,14 +86,14 @@ def test_searched_network_trains_from_its_config(tmp_path):
     path.write_text(json.dumps(spec_to_config(spec, num_classes=5)))
     net = create_model(str(path), num_classes=5)
     assert net.spec.stages == spec.stages
-    out = net(ms.Tensor(np.random.rand(2, 3, 64, 64).astype(np.float32)))
+    out = net(ms.Tensor(np.random.default_rng(0).random((2, 3, 64, 64), np.float32)))
     assert out.shape == (2, 5)
 
 
 @pytest.mark.parametrize("size", [224, 160, 32])
 def test_forward_shapes(mobile, size):
     mobile.set_train(False)
-    x = ms.Tensor(np.random.rand(2, 3, size, size).astype(np.float32))
+    x = ms.Tensor(np.random.default_rng(size).random((2, 3, size, size), np.float32))
     assert mobile(x).shape == (2, 1000)
     assert mobile.forward_features(x).shape == (2, 1280)
 
@@ -102,7 +102,7 @@ def test_num_classes_and_dropout():
     net = create_model("proxylessnas_mobile", num_classes=7, dropout_rate=0.2)
     assert net.output.weight.shape == (7, 1280)
     net.set_train(False)
-    x = ms.Tensor(np.random.rand(1, 3, 64, 64).astype(np.float32))
+    x = ms.Tensor(np.random.default_rng(1).random((1, 3, 64, 64), np.float32))
     np.testing.assert_allclose(net(x).asnumpy(), net(x).asnumpy())  # dropout is off in eval mode
 
 
