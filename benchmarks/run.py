@@ -178,6 +178,28 @@ def work_export(args: argparse.Namespace, workdir: Path) -> dict:
                 out[name] = {"seconds": time.perf_counter() - start, "max_abs_diff": result.max_abs_diff,
                              "tolerance": result.tolerance, "bytes": result.path.stat().st_size,
                              "folded_bn": result.folded_bn}
+    if "onnx_folded_b1" in out and _installed("onnxruntime"):
+        out.update(_export_int8(args, workdir))
+    return out
+
+
+def _export_int8(args: argparse.Namespace, workdir: Path) -> dict:
+    """INT8 models of the folded ONNX files (batch 1 and N) as export.py --quantize int8 writes them, in
+    both of ONNX Runtime's formats, calibrated on generated photo-like JPEGs through the eval transform."""
+    from src.quantize import FORMATS, quantize_onnx
+
+    folder = workdir / "calibration"
+    folder.mkdir(exist_ok=True)
+    images = [Path(p) for p in _write_jpegs(folder, max(args.batch, 8 if args.quick else 64))]
+    out = {}
+    for fmt in FORMATS:
+        for batch in (1, args.batch):
+            name = f"onnx_int8_{fmt.lower()}_b{batch}"
+            start = time.perf_counter()
+            path = quantize_onnx(workdir / f"onnx_folded_b{batch}.onnx", images, args.image_size, 0.875, fmt,
+                                 workdir / f"{name}.onnx")
+            out[name] = {"seconds": time.perf_counter() - start, "bytes": path.stat().st_size,
+                         "calibration_images": len(images)}
     return out
 
 
@@ -247,7 +269,9 @@ def work_infer_onnxruntime(args: argparse.Namespace, workdir: Path) -> dict:
     import onnxruntime as ort
 
     out: Dict[str, Any] = {"version": ort.__version__}
-    for kind in ("folded", "plain"):
+    kinds = ["folded", "plain"] + [f"int8_{fmt}" for fmt in ("qdq", "qoperator")
+                                   if (workdir / f"onnx_int8_{fmt}_b1.onnx").is_file()]
+    for kind in kinds:
         sessions = {b: ort.InferenceSession(str(workdir / f"onnx_{kind}_b{b}.onnx"), providers=["CPUExecutionProvider"])
                     for b in (1, args.batch)}
         name = sessions[1].get_inputs()[0].name
@@ -659,6 +683,10 @@ def markdown_report(results: dict) -> str:
             ("MINDIR + GraphCell, BN not folded", "infer_mindir", "plain", "mindir_plain"),
             ("ONNX Runtime, BN folded (export default)", "infer_onnxruntime", "folded", "onnxruntime_folded"),
             ("ONNX Runtime, BN not folded", "infer_onnxruntime", "plain", "onnxruntime_plain"),
+            ("ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded", "infer_onnxruntime", "int8_qdq",
+             "onnxruntime_int8_qdq"),
+            ("ONNX Runtime INT8 (--quantize_format QOperator), BN folded", "infer_onnxruntime", "int8_qoperator",
+             "onnxruntime_int8_qoperator"),
             ("PyTorch eager (eval, no_grad)", "infer_torch", "eager", None))
     for label, section, kind, logits in rows:
         node = _get(results, section, kind)
@@ -671,6 +699,15 @@ def markdown_report(results: dict) -> str:
         lines.append(f"| {label} | {_fmt(b1['median_ms'], 2)} | {_fmt(b1['p90_ms'], 2)} | "
                      f"{_ratio(b1['median_ms'], torch_b1, False)} | {_fmt(bn['img_per_s'])} | "
                      f"{_ratio(bn['img_per_s'], torch_bn, True)} | {_fmt(b1['first_call_s'], 2)} | {diff} |")
+
+    fp32 = _get(results, "infer_onnxruntime", "folded")
+    for fmt in ("qdq", "qoperator"):
+        int8 = _get(results, "infer_onnxruntime", f"int8_{fmt}")
+        if fp32 and int8:
+            lines.append(f"\nINT8 {fmt.upper() if fmt == 'qdq' else 'QOperator'} vs FP32 ONNX (BN folded): batch 1 "
+                         f"{_ratio(int8['batch1']['median_ms'], fp32['batch1']['median_ms'], False)}, batch {batch} "
+                         f"{_ratio(int8['batchN']['img_per_s'], fp32['batchN']['img_per_s'], True)} "
+                         "(accuracy: tests/test_quantize.py and export.py --eval_dataset_path)")
 
     data = _get(results, "data")
     lines += ["", "## Data pipeline (src/dataset.py create_dataset)", ""]
@@ -688,9 +725,12 @@ def markdown_report(results: dict) -> str:
         lines += ["", "## Export (src/export.py, reload check included)", "",
                   "| file | seconds | max abs diff vs network | tolerance |", "|---|---|---|---|"]
         for name, node in export.items():
-            if isinstance(node, dict) and "seconds" in node:
+            if isinstance(node, dict) and "max_abs_diff" in node:
                 lines.append(f"| {name} | {_fmt(node['seconds'])} | {node['max_abs_diff']:.2g} | "
                              f"{node['tolerance']:.2g} |")
+            elif isinstance(node, dict) and "calibration_images" in node:
+                lines.append(f"| {name} | {_fmt(node['seconds'])} | INT8: calibrated on "
+                             f"{node['calibration_images']} images | - |")
     return "\n".join(lines) + "\n"
 
 

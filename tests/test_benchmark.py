@@ -14,7 +14,7 @@ from benchmarks import run as bench  # noqa: E402
 
 INFER_ROWS = {"infer_mindspore": ("entry_many", "entry_one", "plain", "folded_builtin", "plain_builtin"),
               "infer_mindir": ("folded", "plain"),
-              "infer_onnxruntime": ("folded", "plain"), "infer_torch": ("eager",)}
+              "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",)}
 
 
 def _positive_timing(node):
@@ -62,6 +62,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert markdown == bench.markdown_report(results)
     assert f"| MindSpore GRAPH, this project ({default_depthwise_kernel()} depthwise kernel) |" in markdown
     assert "| PyTorch eager (eval, no_grad) |" in markdown
+    assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1" in markdown
+    assert sections["export"]["onnx_int8_qdq_b2"]["calibration_images"] == 8
     assert run.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'quick.json'}, {tmp_path / 'quick.md'}"
 
 
@@ -78,7 +80,10 @@ def fake_results(skipped=()):
                             "plain_builtin": infer, "entry_many_mode": "GRAPH", "entry_one_mode": "PYNATIVE",
                             "kernel_isa": "avx512"},
         "infer_mindir": {"folded": infer, "plain": infer},
-        "infer_onnxruntime": {"folded": infer, "plain": infer}, "infer_torch": {"eager": infer},
+        "infer_onnxruntime": {"folded": infer, "plain": infer,
+                              "int8_qdq": {"batch1": {**timing, "median_ms": 5.0},
+                                           "batchN": {**timing, "batch": 8, "img_per_s": 1600.0}}},
+        "infer_torch": {"eager": infer},
         "data": {"images": 8, "jpeg_size": [500, 375], **{f"{s}_w{w}": {"img_per_s": 50.0}
                                                           for s in ("train", "eval") for w in (1, 2)}},
     }
@@ -102,6 +107,9 @@ def test_markdown_ratios_against_pytorch():
     assert "| predict.py, .ckpt, one image: PYNATIVE, BN folded, native depthwise | 10.00 |" in markdown
     assert "test cpu, 2 cores" in markdown
     assert "- CPU flags: avx2 fma avx512f; native depthwise kernel built for avx512" in markdown
+    assert "| ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded | 5.00 | 12.00 | 2.00x | 1600.0 | 2.00x |" in markdown
+    assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1 2.00x, batch 8 2.00x" in markdown
+    assert "| ONNX Runtime INT8 (--quantize_format QOperator), BN folded | skipped:" in markdown
 
 
 def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
