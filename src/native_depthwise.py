@@ -278,8 +278,8 @@ def _library_or_reason() -> Tuple[Optional[str], str]:
             reasons.append(str(err))
         except (OSError, subprocess.SubprocessError) as err:
             reasons.append(f"{type(err).__name__}: {err}")
-        if reasons[-1].startswith("no C++ compiler"):
-            return None, reasons[-1]
+        if reasons[-1].startswith(("no C++ compiler", "cannot run", "cannot write to the kernel folder")):
+            return None, reasons[-1]  # no other instruction set would fare better
     else:
         return None, "; ".join(reasons)
     if reasons:
