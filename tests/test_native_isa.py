@@ -104,3 +104,25 @@ def test_cut_short_cached_library_is_rebuilt_not_loaded(tmp_path):
     assert rebuilt.parent == cache and rebuilt.stat().st_size == size
     assert rebuilt.read_bytes() == original  # the same compiler call gives the same library
     assert sorted(p.name for p in cache.iterdir()) == [rebuilt.name]  # the damaged file is gone
+
+
+@needs_compiler
+def test_a_build_failing_its_check_falls_back_to_the_next_isa(monkeypatch, caplog):
+    isas = nd.cpu_isas()
+    if len(isas) < 2:
+        pytest.skip(f"this CPU has one kernel build only ({isas[0]}): nothing to fall back to")
+    real = nd.checked_library
+
+    def best_is_broken(isa, directory=None):
+        if isa == isas[0]:
+            raise nd.KernelUnavailable(f"depthwise-{isa}.so: DwForwardS1 is off by 0.5 (k=3)")
+        return real(isa, directory)
+
+    monkeypatch.setattr(nd, "checked_library", best_is_broken)
+    nd._library_or_reason.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="src.native_depthwise"):
+            assert nd.active_isa() == isas[1]
+        assert f"using the {isas[1]} build because depthwise-{isas[0]}.so: DwForwardS1 is off by 0.5" in caplog.text
+    finally:
+        nd._library_or_reason.cache_clear()  # later tests get the real choice again
