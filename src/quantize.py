@@ -114,18 +114,37 @@ def quantize_onnx(fp32_path: Path, files: List[Path], image_size: int, crop_pct:
     work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=output.parent))
     try:
         written = work / output.name
+        source = _at_least_opset13(fp32_path, work)
         _LOG.info("calibrating INT8 activations on %d images (%s, per-channel weights)", len(files), quant_format)
-        quantize_static(str(fp32_path), str(written), _ImageReader(spec.name, files, image_size, crop_pct, batch),
+        quantize_static(str(source), str(written), _ImageReader(spec.name, files, image_size, crop_pct, batch),
                         quant_format=getattr(QuantFormat, quant_format), per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=CalibrationMethod.MinMax)
-        ort.InferenceSession(str(written), providers=["CPUExecutionProvider"])  # it loads, or nothing is installed
+        try:  # it loads, or nothing is installed
+            ort.InferenceSession(str(written), providers=["CPUExecutionProvider"])
+        except Exception as err:
+            raise UserError(f"the INT8 model of {fp32_path} does not load in ONNX Runtime "
+                            f"({str(err).strip().splitlines()[0][:300]}): nothing written") from None
         if output.exists():
             _LOG.info("replacing existing %s", output)
         os.replace(written, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return output
+
+
+def _at_least_opset13(path: Path, work: Path) -> Path:
+    """``path``, or a copy converted to opset 13: per-channel DequantizeLinear (its ``axis``) needs 13."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset >= 13:
+        return path
+    converted = work / f"{path.stem}.opset13.onnx"
+    onnx.save(version_converter.convert_version(model, 13), str(converted))
+    return converted
 
 
 def onnx_top1(path: Path, folder: str, image_size: int, crop_pct: float) -> Dict[str, float]:
