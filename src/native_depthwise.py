@@ -11,7 +11,8 @@ The kernel is compiled with the system C++ compiler (``$CXX`` or ``g++``) on fir
 folder (``$PROXYLESSNAS_KERNEL_DIR``, else ``~/.cache/proxylessnas_mindspore``), checked against
 numpy once per process, and only then used.  It is built for the best instruction set the CPU has
 (``/proc/cpuinfo`` flags): AVX-512 (16 channels per vector), else AVX2 + FMA (8), else generic code;
-a build that fails to compile or to pass the check falls back to the next one.  A cached library's
+a build that fails to compile or to pass the check falls back to the next one.
+``PROXYLESSNAS_KERNEL_ISA`` (avx512, avx2 or generic) pins one build.  A cached library's
 name records its size and hash, verified before it is loaded: a damaged file is rebuilt, never mapped.  The choice is the config key ``depthwise_kernel``:
 
 - ``auto`` (default): the native kernel on CPU in float32 when it builds; otherwise MindSpore's
@@ -270,7 +271,10 @@ def checked_library(isa: str, directory: Optional[Path] = None) -> Path:
 def _library_or_reason() -> Tuple[Optional[str], str]:
     # the best instruction set whose build passes the check; a failure falls back to the next one
     reasons = []
-    for isa in cpu_isas():
+    forced = os.environ.get("PROXYLESSNAS_KERNEL_ISA", "")
+    if forced and forced not in _ISA_FLAGS:
+        return None, f"PROXYLESSNAS_KERNEL_ISA={forced} is not one of {', '.join(_ISA_FLAGS)}"
+    for isa in [forced] if forced else cpu_isas():
         try:
             library = checked_library(isa)
             break

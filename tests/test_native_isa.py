@@ -126,3 +126,18 @@ def test_a_build_failing_its_check_falls_back_to_the_next_isa(monkeypatch, caplo
         assert f"using the {isas[1]} build because depthwise-{isas[0]}.so: DwForwardS1 is off by 0.5" in caplog.text
     finally:
         nd._library_or_reason.cache_clear()  # later tests get the real choice again
+
+
+@needs_compiler
+def test_kernel_isa_can_be_pinned(monkeypatch):
+    isa = nd.cpu_isas()[-1]  # "generic" on x86-64: every CPU runs it
+    monkeypatch.setenv("PROXYLESSNAS_KERNEL_ISA", isa)
+    nd._library_or_reason.cache_clear()
+    try:
+        assert nd.active_isa() == isa
+        monkeypatch.setenv("PROXYLESSNAS_KERNEL_ISA", "sse9")
+        nd._library_or_reason.cache_clear()
+        assert nd.unavailable_reason() == "PROXYLESSNAS_KERNEL_ISA=sse9 is not one of avx512, avx2, generic"
+    finally:
+        monkeypatch.delenv("PROXYLESSNAS_KERNEL_ISA")
+        nd._library_or_reason.cache_clear()
