@@ -98,10 +98,11 @@ def quantize_onnx(fp32_path: Path, files: List[Path], image_size: int, crop_pct:
                   quant_format: str = "QDQ", output: Optional[Path] = None) -> Path:
     """Write the INT8 model of ``fp32_path`` (static, per-channel int8 weights) calibrated on ``files``."""
     try:
+        import onnx  # noqa: F401  (the opset conversion)
         import onnxruntime as ort
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError:
-        raise UserError("--quantize int8 needs onnxruntime: pip install onnxruntime") from None
+        raise UserError("--quantize int8 needs onnx and onnxruntime: pip install onnx onnxruntime") from None
     if quant_format not in FORMATS:
         raise UserError(f"--quantize_format {quant_format!r} is not one of {', '.join(FORMATS)}")
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
