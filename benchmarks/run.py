@@ -190,7 +190,7 @@ def _export_int8(args: argparse.Namespace, workdir: Path) -> dict:
 
     folder = workdir / "calibration"
     folder.mkdir(exist_ok=True)
-    images = [Path(p) for p in _write_jpegs(folder, max(args.batch, 8 if args.quick else 64))]
+    images = [Path(p) for p in _write_jpegs(folder, min(64, max(args.batch, args.data_images)))]
     out = {}
     for fmt in FORMATS:
         for batch in (1, args.batch):
