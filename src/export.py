@@ -199,6 +199,10 @@ def export_from_config(config) -> ExportResult:
             raise UserError(f"--quantize int8 writes an ONNX Runtime model, not {config.file_format}: "
                             "pass --file_format ONNX (MINDIR/AIR are exported in float32)")
         calibration = calibration_files(config.calibration_path, config.calibration_images)
+        if config.eval_dataset_path:
+            from src.quantize import eval_folder
+
+            eval_folder(config.eval_dataset_path, config.num_classes)  # a wrong folder stops before any work
     if config.file_format == "AIR":
         check_air_possible(config.device_target)
     if not config.checkpoint:

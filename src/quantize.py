@@ -148,6 +148,22 @@ def _at_least_opset13(path: Path, work: Path) -> Path:
     return converted
 
 
+def eval_folder(folder: str, num_classes: int) -> Path:
+    """The labelled folder of ``--eval_dataset_path`` (a root with val/ uses val/), checked before any work."""
+    from src.dataset import find_classes
+
+    root = Path(folder).expanduser()
+    if (root / "val").is_dir():
+        root = root / "val"
+    if not root.is_dir():
+        raise UserError(f"--eval_dataset_path {root} is not a folder of class sub-folders")
+    classes = find_classes(root)
+    if len(classes) != num_classes:
+        raise UserError(f"--eval_dataset_path {root} has {len(classes)} class folders but the model has "
+                        f"{num_classes} classes: pass the validation folder of the dataset it was trained on")
+    return root
+
+
 def onnx_top1(path: Path, folder: str, image_size: int, crop_pct: float) -> Dict[str, float]:
     """Top-1 of an ONNX model over a labelled ImageFolder (class sub-folders; a root with val/ uses val/)."""
     import onnxruntime as ort
@@ -158,8 +174,6 @@ def onnx_top1(path: Path, folder: str, image_size: int, crop_pct: float) -> Dict
     root = Path(folder).expanduser()
     if (root / "val").is_dir():
         root = root / "val"
-    if not root.is_dir():
-        raise UserError(f"--eval_dataset_path {root} is not a folder of class sub-folders")
     classes = find_classes(root)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]

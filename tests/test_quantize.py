@@ -27,6 +27,8 @@ def test_bad_quantize_input_is_one_clear_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "one.png")
     ckpt = tmp_path / "missing.ckpt"  # the quantize options are checked before anything is loaded
     cases = [
         (("--file_format", "ONNX", "--quantize", "int8"),
@@ -37,6 +39,9 @@ def test_bad_quantize_input_is_one_clear_line(tmp_path):
          f"error: --calibration_path {tmp_path / 'nowhere'} is not a folder of images"),
         (("--file_format", "MINDIR", "--quantize", "int8", "--calibration_path", empty),
          "error: --quantize int8 writes an ONNX Runtime model, not MINDIR: pass --file_format ONNX"),
+        (("--file_format", "ONNX", "--quantize", "int8", "--calibration_path", tmp_path,
+          "--eval_dataset_path", tmp_path / "nowhere"),
+         f"error: --eval_dataset_path {tmp_path / 'nowhere'} is not a folder of class sub-folders"),
         (("--file_format", "ONNX", "--quantize", "int4"), "error: "),
     ]
     for args, message in cases:
