@@ -110,3 +110,16 @@ def test_int8_export_keeps_top1_within_one_point_and_runs_everywhere(digits_mode
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     expected = session.run(None, {session.get_inputs()[0].name: x[None].astype(np.float32)})[0].ravel()
     np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
+
+    # the same through the launch script: INFER_BACKEND=python bash scripts/run_infer_310.sh MODEL.int8.onnx ...
+    import subprocess
+    work = tmp_path / "work310"
+    work.mkdir()
+    env = dict(__import__("os").environ, INFER_BACKEND="python", IMAGE_SIZE="32", PYTHON=sys.executable)
+    script = subprocess.run(["bash", str(ROOT / "scripts" / "run_infer_310.sh"), str(int8), "imagenet2012",
+                             str(data / "val"), "y", "0"], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert script.returncode == 0, script.stdout[-2000:] + script.stderr[-2000:]
+    top1_line = (work / "acc.log").read_text().splitlines()[0]
+    assert top1_line.startswith("Top1 acc:") and float(top1_line.split()[-1]) >= 0.5, top1_line
+    assert len(list((work / "result_Files").iterdir())) == 359
