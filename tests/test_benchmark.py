@@ -57,7 +57,10 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert sections["data"][key]["img_per_s"] > 0
     # same weights everywhere: every runner's logits agree with PyTorch's
     if "skipped" not in sections["infer_torch"]:
-        assert results["logits_vs_torch_rel"] and max(results["logits_vs_torch_rel"].values()) < 1e-3
+        rel = results["logits_vs_torch_rel"]
+        assert rel and max(v for k, v in rel.items() if "int8" not in k) < 1e-3
+        # INT8 is not float-exact, but it is the same network (random weights, synthetic calibration)
+        assert rel["onnxruntime_int8_qdq"] < 1.5 and rel["onnxruntime_int8_qoperator"] < 1.5
     markdown = (tmp_path / "quick.md").read_text()
     assert markdown == bench.markdown_report(results)
     assert f"| MindSpore GRAPH, this project ({default_depthwise_kernel()} depthwise kernel) |" in markdown
