@@ -8,9 +8,12 @@ Measured, each part in its own process (so peak memory and thread pools stay sep
   CrossEntropySmooth and Momentum, as ``src/trainer.py`` builds it, GRAPH mode; with the native CPU
   depthwise kernel, the default, and with MindSpore's Conv2D) and of PyTorch eager (SGD momentum,
   label smoothing), first-step (compile) time, peak RSS;
-- inference latency at batch 1 (median, p90) and throughput at ``--batch`` for MindSpore GRAPH mode
-  (as trained and with BN folded, each with the native and the builtin depthwise conv), the exported
-  MINDIR (``ms.load`` + ``nn.GraphCell``), the exported ONNX on ONNX Runtime, and PyTorch (eval, no_grad);
+- inference latency at batch 1 (median, p90) and throughput at ``--batch``: MindSpore from a checkpoint
+  through ``src/predict.py``'s ``open_model``/``Model.run`` (numpy in and out) in the mode
+  ``checkpoint_mode`` picks for many images (GRAPH; eval.py runs the same folded network in GRAPH) and
+  for one image (PyNative); lab forms (GRAPH, BN not folded; MindSpore's Conv2D for depthwise); the
+  exported MINDIR (``ms.load`` + ``nn.GraphCell``), the exported ONNX on ONNX Runtime, and PyTorch
+  (eval, no_grad).  PyTorch and ONNX Runtime run at their own defaults; only MindSpore gets ``--isa``;
 - the data pipeline (train and eval transforms of ``src/dataset.py``, 1 and 2 workers) on generated
   JPEGs of ImageNet's typical size.
 
@@ -175,29 +178,63 @@ def work_export(args: argparse.Namespace, workdir: Path) -> dict:
                 out[name] = {"seconds": time.perf_counter() - start, "max_abs_diff": result.max_abs_diff,
                              "tolerance": result.tolerance, "bytes": result.path.stat().st_size,
                              "folded_bn": result.folded_bn}
+    if "onnx_folded_b1" in out and _installed("onnxruntime"):
+        out.update(_export_int8(args, workdir))
+    return out
+
+
+def _export_int8(args: argparse.Namespace, workdir: Path) -> dict:
+    """INT8 models of the folded ONNX files (batch 1 and N) as export.py --quantize int8 writes them, in
+    both of ONNX Runtime's formats, calibrated on generated photo-like JPEGs through the eval transform."""
+    from src.quantize import FORMATS, quantize_onnx
+
+    folder = workdir / "calibration"
+    folder.mkdir(exist_ok=True)
+    images = [Path(p) for p in _write_jpegs(folder, min(64, max(args.batch, args.data_images)))]
+    out = {}
+    for fmt in FORMATS:
+        for batch in (1, args.batch):
+            name = f"onnx_int8_{fmt.lower()}_b{batch}"
+            start = time.perf_counter()
+            path = quantize_onnx(workdir / f"onnx_folded_b{batch}.onnx", images, args.image_size, 0.875, fmt,
+                                 workdir / f"{name}.onnx")
+            out[name] = {"seconds": time.perf_counter() - start, "bytes": path.stat().st_size,
+                         "calibration_images": len(images)}
     return out
 
 
 def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
-    """MindSpore GRAPH mode: as trained (eval.py) and BN folded (predict.py), each with the native CPU
-    depthwise kernel (the default) and with MindSpore's own Conv2D."""
+    """MindSpore from a checkpoint through ``src/predict.py``'s own code (``open_model`` + ``Model.run``,
+    numpy in, numpy out) in each mode ``checkpoint_mode`` picks, then lab forms of the network (GRAPH,
+    BN not folded; MindSpore's Conv2D instead of the native depthwise kernel)."""
     ms = mindspore_setup(args)
     from src import native_depthwise
+    from src.checkpoint import params_list, save_checkpoint_atomic
     from src.fuse import fold_batchnorm
+    from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode, open_model
 
     net = mindspore_net(args, workdir)
     net.set_train(False)
-    out: Dict[str, Any] = {}
+    out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa()}
+    ckpt = save_checkpoint_atomic(params_list(net), str(workdir / "weights.ckpt"))
+    # the entry point's own decision: a folder of many images (GRAPH), a single image (PyNative)
+    for name, images in (("entry_many", GRAPH_MIN_IMAGES), ("entry_one", 1)):
+        mode = checkpoint_mode(images)
+        model = open_model(ckpt, args.arch, args.num_classes, args.image_size, mode=mode)
+        out[f"{name}_mode"] = mode
+        out[f"{name}_context_mode"] = "GRAPH" if ms.get_context("mode") == ms.GRAPH_MODE else "PYNATIVE"
+        out[name] = latency_and_throughput(lambda x, model=model: (lambda: model.run(x)), args)
+        save_logits(workdir, f"mindspore_{name}", model.run(batch1_input(args)))
+    ms.set_context(mode=ms.GRAPH_MODE)
     cells = [("plain_builtin", net), ("folded_builtin", fold_batchnorm(net))]
     reason = native_depthwise.unavailable_reason()
     if reason:
         out["native_skipped"] = reason
     else:
-        native_plain, native_folded = mindspore_net(args, workdir), fold_batchnorm(net)
+        native_plain = mindspore_net(args, workdir)
         native_plain.set_train(False)
         native_depthwise.set_native(native_plain, True)
-        native_depthwise.set_native(native_folded, True)
-        cells = [("plain", native_plain), ("folded", native_folded)] + cells
+        cells = [("plain", native_plain)] + cells
     for name, cell in cells:
         def make(x, cell=cell):
             tensor = ms.Tensor(x)
@@ -232,7 +269,9 @@ def work_infer_onnxruntime(args: argparse.Namespace, workdir: Path) -> dict:
     import onnxruntime as ort
 
     out: Dict[str, Any] = {"version": ort.__version__}
-    for kind in ("folded", "plain"):
+    kinds = ["folded", "plain"] + [f"int8_{fmt}" for fmt in ("qdq", "qoperator")
+                                   if (workdir / f"onnx_int8_{fmt}_b1.onnx").is_file()]
+    for kind in kinds:
         sessions = {b: ort.InferenceSession(str(workdir / f"onnx_{kind}_b{b}.onnx"), providers=["CPUExecutionProvider"])
                     for b in (1, args.batch)}
         name = sessions[1].get_inputs()[0].name
@@ -417,11 +456,18 @@ def _installed(module: str) -> bool:
 # ---------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------
-def worker_env(args: argparse.Namespace) -> Dict[str, str]:
-    """Environment of a worker: the oneDNN ISA cap must be set before MindSpore loads."""
+# Sections that run MindSpore get the --isa cap; PyTorch and ONNX Runtime run at their own defaults
+# (their oneDNN/MLAS pick the CPU's best ISA and are fast there).  MindSpore keeps the cap because
+# its bundled oneDNN falls back to slow reference convolutions on AVX-512 (src/model_utils/device.py).
+CAPPED_SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "train_mindspore",
+                   "train_mindspore_builtin", "data")
+
+
+def worker_env(args: argparse.Namespace, section: str = "infer_mindspore") -> Dict[str, str]:
+    """Environment of a worker: the oneDNN ISA cap (MindSpore only) must be set before the framework loads."""
     env = dict(os.environ)
     env.pop("ONEDNN_MAX_CPU_ISA", None)
-    if args.isa != "default":
+    if args.isa != "default" and section in CAPPED_SECTIONS:
         env["ONEDNN_MAX_CPU_ISA"] = args.isa
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
@@ -454,7 +500,7 @@ def run_section(section: str, args: argparse.Namespace, workdir: Path) -> dict:
                *forward_args(args)]
     _LOG.info("running %s", section)
     start = time.perf_counter()
-    proc = subprocess.run(command, env=worker_env(args), capture_output=True, text=True, timeout=args.timeout)
+    proc = subprocess.run(command, env=worker_env(args, section), capture_output=True, text=True, timeout=args.timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not result_file.is_file():
         tail = error_line(proc.stdout + "\n" + proc.stderr)
@@ -506,9 +552,25 @@ def compare_logits(workdir: Path) -> Dict[str, float]:
             for f in sorted(workdir.glob("logits_*.npy")) if f != reference}
 
 
+# the CPU flags that decide which kernels run (oneDNN, MLAS, this project's native kernel)
+REPORTED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                  "avx512_bf16", "amx_tile", "avx_vnni")
+
+
+def cpu_flags() -> List[str]:
+    """The vector-ISA flags of this CPU (from /proc/cpuinfo) among :data:`REPORTED_FLAGS`."""
+    from src.native_depthwise import _cpu_flags
+
+    have = _cpu_flags()
+    return [flag for flag in REPORTED_FLAGS if flag in have]
+
+
 def machine_info() -> dict:
     """Where the numbers were taken."""
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions()}
+    from src.native_depthwise import cpu_isas
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
+            "native_kernel_isa": cpu_isas()[0], "platform": platform.platform(), "versions": versions()}
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
@@ -573,8 +635,13 @@ def markdown_report(results: dict) -> str:
     lines = [f"# Benchmark: {s['arch']}, image {size}, batch {batch}", "",
              f"- date: {results['date']}; machine: {m['cpu']}, {m['cores']} cores; load average before "
              f"{results['load_average_before']}, after {results['load_average_after']}",
+             f"- CPU flags: {' '.join(m.get('cpu_flags', [])) or 'unknown'}; native depthwise kernel built for "
+             f"{_get(results, 'infer_mindspore', 'kernel_isa') or m.get('native_kernel_isa', '?')}",
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
-             f"- MindSpore settings: ONEDNN_MAX_CPU_ISA={s['isa']}, jit_level={s['jit_level'] or 'default'}, "
+             "- PyTorch and ONNX Runtime run at their own defaults (no ISA cap, their own thread counts)",
+             f"- MindSpore settings: ONEDNN_MAX_CPU_ISA={s['isa']} (MindSpore only: its bundled oneDNN runs slow "
+             "reference convolutions on AVX-512), "
+             f"jit_level={s['jit_level'] or 'default'}, "
              f"threads={s['threads'] or 'default'}, graph_kernel={s['graph_kernel']}"
              + ("; **--quick: sizes too small for the numbers to mean anything**" if s["quick"] else ""),
              "- ratio: speed relative to PyTorch eager on the same weights (above 1 = faster than PyTorch)", ""]
@@ -601,17 +668,25 @@ def markdown_report(results: dict) -> str:
               f"| runner | batch 1 median ms | batch 1 p90 ms | x PyTorch (batch 1) | batch {batch} img/s | "
               f"x PyTorch (batch {batch}) | first call s | logits vs PyTorch (rel.) |",
               "|---|---|---|---|---|---|---|---|"]
-    rows = (("MindSpore GRAPH, BN folded, native depthwise (predict.py)", "infer_mindspore", "folded",
-             "mindspore_folded"),
-            ("MindSpore GRAPH, as trained, native depthwise (eval.py)", "infer_mindspore", "plain", "mindspore_plain"),
-            ("MindSpore GRAPH, BN folded, MindSpore's Conv2D", "infer_mindspore", "folded_builtin",
+    many = _get(results, "infer_mindspore", "entry_many_mode") or "GRAPH"
+    one = _get(results, "infer_mindspore", "entry_one_mode") or "PYNATIVE"
+    rows = ((f"predict.py / eval.py, .ckpt, many images: {many}, BN folded, native depthwise", "infer_mindspore",
+             "entry_many", "mindspore_entry_many"),
+            (f"predict.py, .ckpt, one image: {one}, BN folded, native depthwise", "infer_mindspore", "entry_one",
+             "mindspore_entry_one"),
+            ("lab: MindSpore GRAPH, BN not folded, native depthwise", "infer_mindspore", "plain", "mindspore_plain"),
+            ("lab: MindSpore GRAPH, BN folded, MindSpore's Conv2D", "infer_mindspore", "folded_builtin",
              "mindspore_folded_builtin"),
-            ("MindSpore GRAPH, as trained, MindSpore's Conv2D", "infer_mindspore", "plain_builtin",
+            ("lab: MindSpore GRAPH, BN not folded, MindSpore's Conv2D", "infer_mindspore", "plain_builtin",
              "mindspore_plain_builtin"),
             ("MINDIR + GraphCell, BN folded (export default)", "infer_mindir", "folded", "mindir_folded"),
             ("MINDIR + GraphCell, BN not folded", "infer_mindir", "plain", "mindir_plain"),
             ("ONNX Runtime, BN folded (export default)", "infer_onnxruntime", "folded", "onnxruntime_folded"),
             ("ONNX Runtime, BN not folded", "infer_onnxruntime", "plain", "onnxruntime_plain"),
+            ("ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded", "infer_onnxruntime", "int8_qdq",
+             "onnxruntime_int8_qdq"),
+            ("ONNX Runtime INT8 (--quantize_format QOperator), BN folded", "infer_onnxruntime", "int8_qoperator",
+             "onnxruntime_int8_qoperator"),
             ("PyTorch eager (eval, no_grad)", "infer_torch", "eager", None))
     for label, section, kind, logits in rows:
         node = _get(results, section, kind)
@@ -624,6 +699,15 @@ def markdown_report(results: dict) -> str:
         lines.append(f"| {label} | {_fmt(b1['median_ms'], 2)} | {_fmt(b1['p90_ms'], 2)} | "
                      f"{_ratio(b1['median_ms'], torch_b1, False)} | {_fmt(bn['img_per_s'])} | "
                      f"{_ratio(bn['img_per_s'], torch_bn, True)} | {_fmt(b1['first_call_s'], 2)} | {diff} |")
+
+    fp32 = _get(results, "infer_onnxruntime", "folded")
+    for fmt in ("qdq", "qoperator"):
+        int8 = _get(results, "infer_onnxruntime", f"int8_{fmt}")
+        if fp32 and int8:
+            lines.append(f"\nINT8 {fmt.upper() if fmt == 'qdq' else 'QOperator'} vs FP32 ONNX (BN folded): batch 1 "
+                         f"{_ratio(int8['batch1']['median_ms'], fp32['batch1']['median_ms'], False)}, batch {batch} "
+                         f"{_ratio(int8['batchN']['img_per_s'], fp32['batchN']['img_per_s'], True)} "
+                         "(accuracy: tests/test_quantize.py and export.py --eval_dataset_path)")
 
     data = _get(results, "data")
     lines += ["", "## Data pipeline (src/dataset.py create_dataset)", ""]
@@ -641,9 +725,12 @@ def markdown_report(results: dict) -> str:
         lines += ["", "## Export (src/export.py, reload check included)", "",
                   "| file | seconds | max abs diff vs network | tolerance |", "|---|---|---|---|"]
         for name, node in export.items():
-            if isinstance(node, dict) and "seconds" in node:
+            if isinstance(node, dict) and "max_abs_diff" in node:
                 lines.append(f"| {name} | {_fmt(node['seconds'])} | {node['max_abs_diff']:.2g} | "
                              f"{node['tolerance']:.2g} |")
+            elif isinstance(node, dict) and "calibration_images" in node:
+                lines.append(f"| {name} | {_fmt(node['seconds'])} | INT8: calibrated on "
+                             f"{node['calibration_images']} images | - |")
     return "\n".join(lines) + "\n"
 
 

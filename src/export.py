@@ -42,6 +42,7 @@ class ExportResult:
     tolerance: float
     replaced: bool
     folded_bn: bool = False
+    quantized: Optional[object] = None  # src.quantize.QuantizeResult when --quantize int8
 
 
 def output_path(file_name: str, file_format: str) -> Path:
@@ -190,7 +191,20 @@ def _export_checked(net, file_name: str, file_format: str, batch_size: int, imag
 
 
 def export_from_config(config) -> ExportResult:
-    """export.py: build ``config.arch``, load ``config.checkpoint`` strictly, export and verify."""
+    """export.py: build ``config.arch``, load ``config.checkpoint`` strictly, export and verify (and quantize)."""
+    quantize = config.get("quantize", "none")
+    calibration = []
+    if quantize == "int8":
+        from src.quantize import calibration_files
+
+        if config.file_format != "ONNX":
+            raise UserError(f"--quantize int8 writes an ONNX Runtime model, not {config.file_format}: "
+                            "pass --file_format ONNX (MINDIR/AIR are exported in float32)")
+        calibration = calibration_files(config.calibration_path, config.calibration_images)
+        if config.eval_dataset_path:
+            from src.quantize import eval_folder
+
+            eval_folder(config.eval_dataset_path, config.num_classes)  # a wrong folder stops before any work
     if config.file_format == "AIR":
         check_air_possible(config.device_target)
     if not config.checkpoint:
@@ -203,8 +217,19 @@ def export_from_config(config) -> ExportResult:
     init_context(config)
     net = create_model(config.arch, num_classes=config.num_classes)
     load_weights(net, config.checkpoint)
-    return export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
-                          config.dynamic_batch, fold_bn=config.get("fold_bn", True))
+    result = export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
+                            config.dynamic_batch, fold_bn=config.get("fold_bn", True))
+    if quantize == "int8":
+        from src.quantize import QuantizeResult, onnx_top1, quantize_onnx
+
+        path = quantize_onnx(result.path, calibration, config.image_size, config.crop_pct, config.quantize_format)
+        result.quantized = QuantizeResult(path, len(calibration), config.quantize_format)
+        if config.eval_dataset_path:
+            fp32 = onnx_top1(result.path, config.eval_dataset_path, config.image_size, config.crop_pct)
+            int8 = onnx_top1(path, config.eval_dataset_path, config.image_size, config.crop_pct)
+            result.quantized.top1_fp32, result.quantized.top1_int8 = fp32["top1"], int8["top1"]
+            result.quantized.eval_images = int8["count"]
+    return result
 
 
 def describe(result: ExportResult) -> str:
@@ -215,4 +240,12 @@ def describe(result: ExportResult) -> str:
     else:
         check = f"reloaded and compared: max |difference| {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
     folded = "; BatchNorm folded into the convs" if result.folded_bn else ""
-    return f"exported {result.path} ({result.file_format}, input {shape}); {check}{folded}"
+    line = f"exported {result.path} ({result.file_format}, input {shape}); {check}{folded}"
+    q = result.quantized
+    if q is not None:
+        line += (f"; INT8 {q.path} ({q.quant_format}, per-channel weights, calibrated on "
+                 f"{q.calibration_images} images)")
+        if q.top1_int8 is not None:
+            line += (f"; top-1 on {q.eval_images} labelled images: FP32 {100 * q.top1_fp32:.2f}%, "
+                     f"INT8 {100 * q.top1_int8:.2f}%")
+    return line

@@ -2,7 +2,8 @@
 
 Same flags and same files as the C++ app, so ``scripts/run_infer_310.sh`` runs the whole
 pipeline with either: it reads the preprocessed ``<name>.bin`` inputs, runs the MINDIR with
-MindSpore's graph loader (CPU), and writes ``<result_path>/<name>_0.bin`` (float32 logits) and the
+MindSpore's graph loader (CPU) -- or an ``.onnx`` file, e.g. the INT8 model of ``export.py --quantize
+int8``, with ONNX Runtime -- and writes ``<result_path>/<name>_0.bin`` (float32 logits) and the
 latency summary ``<time_path>/test_perform_static.txt``.
 
     python -m src.infer_runner --mindir_path M.mindir --input_path preprocess_Result/img_data \
@@ -44,26 +45,47 @@ def list_inputs(input_path: str) -> List[Path]:
     return files
 
 
-def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, time_path: str) -> List[float]:
-    """Run every input through the MINDIR one by one; write the logits and the latency summary."""
-    mindir = Path(mindir_path)
-    if mindir.is_dir():
-        raise UserError(f"--mindir_path {mindir} is a folder, not a file: pass the .mindir file inside it")
-    if not mindir.is_file():
-        raise UserError(f"MINDIR not found: {mindir} (export one with: python export.py --file_format MINDIR ...)")
-    files = list_inputs(input_path)
+def _load_mindir(path: Path):
+    """A MINDIR as a numpy -> numpy function, and the image size it was exported for (None: any)."""
     import mindspore as ms
     from mindspore import nn
 
+    from src.files import image_size_of, mindir_input_shape
     from src.model_utils.device import set_device
     set_device("CPU")
     try:
-        graph = nn.GraphCell(ms.load(str(mindir)))
+        graph = nn.GraphCell(ms.load(str(path)))
     except Exception as err:  # MindSpore raises RuntimeError/ValueError with multi-line texts
-        raise UserError(f"cannot load {mindir} as MINDIR: {str(err).strip().splitlines()[0]}") from None
-    from src.files import image_size_of, mindir_input_shape
+        raise UserError(f"cannot load {path} as MINDIR: {str(err).strip().splitlines()[0]}") from None
+    # a graph with global pooling runs any size: the size it was exported for is checked separately
+    return (lambda x: graph(ms.Tensor(x)).asnumpy()), image_size_of(mindir_input_shape(path))
 
-    exported = image_size_of(mindir_input_shape(mindir))  # a graph with global pooling runs any size: check
+
+def _load_onnx(path: Path):
+    """An ONNX file (FP32 or INT8) in ONNX Runtime as a numpy -> numpy function, and its input image size."""
+    from src.files import image_size_of
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX models need onnxruntime: pip install onnxruntime") from None
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise UserError(f"cannot load {path} as ONNX: {str(err).strip().splitlines()[0]}") from None
+    first = session.get_inputs()[0]
+    return (lambda x: session.run(None, {first.name: x})[0]), image_size_of(first.shape)
+
+
+def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, time_path: str) -> List[float]:
+    """Run every input through the MINDIR (or ONNX) model one by one; write the logits and the latency summary."""
+    mindir = Path(mindir_path)
+    if mindir.is_dir():
+        raise UserError(f"--mindir_path {mindir} is a folder, not a file: pass the .mindir or .onnx file inside it")
+    if not mindir.is_file():
+        raise UserError(f"MINDIR not found: {mindir} (export one with: python export.py --file_format MINDIR ...)")
+    files = list_inputs(input_path)
+    graph, exported = _load_onnx(mindir) if mindir.suffix.lower() == ".onnx" else _load_mindir(mindir)
     results, times = Path(result_path), Path(time_path)
     results.mkdir(parents=True, exist_ok=True)
     times.mkdir(parents=True, exist_ok=True)
@@ -76,10 +98,10 @@ def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, 
         if exported is not None and side != exported:
             raise UserError(f"input {path} is 3x{side}x{side} but {mindir} was exported for {exported}x{exported} "
                             f"inputs: preprocess again with IMAGE_SIZE={exported} NEED_PREPROCESS=y")
-        x = ms.Tensor(data.reshape(1, 3, side, side))
+        x = data.reshape(1, 3, side, side)
         start = time.perf_counter()
         try:
-            logits = graph(x).asnumpy()
+            logits = graph(x)
         except Exception as err:
             raise UserError(f"{mindir} cannot run input {path.name} of shape 1x3x{side}x{side} (exported for "
                             f"another --image_size or batch size?): {str(err).strip().splitlines()[0]}") from None
@@ -98,7 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(description="Run a MINDIR on preprocessed .bin inputs (CPU stand-in for "
                                                  "the Ascend 310 app).")
-    parser.add_argument("--mindir_path", required=True)
+    parser.add_argument("--mindir_path", required=True, help=".mindir (MindSpore) or .onnx file (ONNX Runtime, "
+                                                             "e.g. the INT8 model of export.py --quantize int8)")
     parser.add_argument("--input_path", required=True, help="folder of <name>.bin inputs (preprocess.py)")
     parser.add_argument("--result_path", default="./result_Files")
     parser.add_argument("--time_path", default="./time_Result")

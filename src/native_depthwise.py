@@ -9,7 +9,11 @@ an inference form with the folded BatchNorm's bias and ReLU6 fused in) and is pl
 
 The kernel is compiled with the system C++ compiler (``$CXX`` or ``g++``) on first use into a cache
 folder (``$PROXYLESSNAS_KERNEL_DIR``, else ``~/.cache/proxylessnas_mindspore``), checked against
-numpy once per process, and only then used.  The choice is the config key ``depthwise_kernel``:
+numpy once per process, and only then used.  It is built for the best instruction set the CPU has
+(``/proc/cpuinfo`` flags): AVX-512 (16 channels per vector), else AVX2 + FMA (8), else generic code;
+a build that fails to compile or to pass the check falls back to the next one.
+``PROXYLESSNAS_KERNEL_ISA`` (avx512, avx2 or generic) pins one build.  A cached library's
+name records its size and hash, verified before it is loaded: a damaged file is rebuilt, never mapped.  The choice is the config key ``depthwise_kernel``:
 
 - ``auto`` (default): the native kernel on CPU in float32 when it builds; otherwise MindSpore's
   Conv2D, with one warning saying why;
@@ -69,12 +73,31 @@ def _cpu_flags() -> set:
     return set()
 
 
-def compile_command(compiler: str, source: Path, output: Path) -> List[str]:
-    """The compiler call: optimised and vectorised, AVX2/FMA code only where this CPU has them."""
+# Instruction sets the kernel is built for, best first: (name, CPU flags it needs, compiler flags, lanes).
+# Only x86-64 gets the vector builds; "generic" is whatever the compiler makes of the vector types.
+ISAS = (
+    ("avx512", {"avx512f", "avx2", "fma"}, ["-mavx512f", "-mavx2", "-mfma", "-DDW_LANES=16"], 16),
+    ("avx2", {"avx2", "fma"}, ["-mavx2", "-mfma", "-DDW_LANES=8"], 8),
+    ("generic", set(), ["-DDW_LANES=8"], 8),
+)
+_ISA_FLAGS = {name: (needs, flags, lanes) for name, needs, flags, lanes in ISAS}
+
+
+def cpu_isas() -> List[str]:
+    """The kernel builds this CPU can run, best first (from /proc/cpuinfo's flags)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return ["generic"]
+    flags = _cpu_flags()
+    return [name for name, needs, _, _ in ISAS if needs <= flags]
+
+
+def compile_command(compiler: str, source: Path, output: Path, isa: Optional[str] = None) -> List[str]:
+    """The compiler call for one instruction set (default: the best this CPU has), optimised and vectorised."""
+    isa = isa or cpu_isas()[0]
+    if isa not in _ISA_FLAGS:
+        raise KernelUnavailable(f"unknown kernel instruction set {isa!r} (one of {', '.join(_ISA_FLAGS)})")
     command = [compiler, "-std=c++17", "-O3", "-fPIC", "-shared", "-fopenmp-simd", "-pthread"]
-    if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
-        command += ["-mavx2", "-mfma"]
-    return command + ["-o", str(output), str(source)]
+    return command + _ISA_FLAGS[isa][1] + ["-o", str(output), str(source)]
 
 
 def _compiler() -> str:
@@ -85,19 +108,47 @@ def _compiler() -> str:
     return path
 
 
-def build_library(directory: Optional[Path] = None) -> Path:
-    """The compiled kernel library, built now unless an identical build is already cached."""
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _intact(library: Path) -> bool:
+    """Whether a cached library still has the size and hash its name recorded when it was built.
+
+    A cut-short shared library is not refused by the loader: it is mapped and the process dies with
+    a bus error on first use, so a damaged cache file must never reach ``dlopen``.
+    """
+    try:
+        size, digest = library.stem.rsplit("-", 2)[1:]
+        return library.stat().st_size == int(size) and _digest(library) == digest
+    except (OSError, ValueError):
+        return False
+
+
+def build_library(directory: Optional[Path] = None, isa: Optional[str] = None) -> Path:
+    """The compiled kernel library for ``isa`` (default: the best this CPU has), built now unless an
+    identical, intact build is already cached.
+
+    The cache key covers the source, the compiler call and the compiler's version; the file name also
+    records the library's size and hash, checked before every use (a damaged file is rebuilt).
+    """
     compiler = _compiler()
     directory = directory or cache_dir()
-    probe = compile_command(compiler, SOURCE, Path("out.so"))
+    isa = isa or cpu_isas()[0]
+    probe = compile_command(compiler, SOURCE, Path("out.so"), isa)
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise KernelUnavailable(f"cannot run {compiler}: {err}") from None
     key = hashlib.sha1(SOURCE.read_bytes() + " ".join(probe).encode() + version.encode()).hexdigest()[:16]
-    library = directory / f"depthwise-{key}.so"
-    if library.is_file():
-        return library
+    prefix = f"depthwise-{isa}-{key}"
+    for cached in sorted(directory.glob(f"{prefix}-*.so")) if directory.is_dir() else ():
+        if _intact(cached):
+            return cached
+        _LOG.warning("the cached kernel library %s is damaged (size or hash differs from its build); "
+                     "rebuilding it", cached)
+        with contextlib.suppress(OSError):
+            cached.unlink()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=".depthwise-", suffix=".so", dir=directory)
@@ -106,12 +157,14 @@ def build_library(directory: Optional[Path] = None) -> Path:
         raise KernelUnavailable(f"cannot write to the kernel folder {directory}: {err.strerror} "
                                 "(set PROXYLESSNAS_KERNEL_DIR to a writable folder)") from None
     try:
-        command = compile_command(compiler, SOURCE, Path(temporary))
-        _LOG.info("compiling the native depthwise kernel: %s", " ".join(command))
+        command = compile_command(compiler, SOURCE, Path(temporary), isa)
+        _LOG.info("compiling the native depthwise kernel (%s): %s", isa, " ".join(command))
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["no output"])[0]
             raise KernelUnavailable(f"compiling {SOURCE.name} failed: {first}")
+        built = Path(temporary)
+        library = directory / f"{prefix}-{built.stat().st_size}-{_digest(built)}.so"
         os.replace(temporary, library)  # atomic: concurrent workers each build and one wins
     finally:
         if os.path.exists(temporary):
@@ -152,17 +205,24 @@ def _call(function, arrays: List[np.ndarray]) -> int:
 
 def self_check(library: Path) -> None:
     """Run every entry point of ``library`` on small inputs and compare with numpy; raise if any is off."""
+    if not _intact(library):
+        raise KernelUnavailable(f"{library} is damaged or not a build of this project (size or hash "
+                                "differs from its name); delete it and run again to rebuild")
     try:
         lib = ctypes.CDLL(str(library))
     except OSError as err:
         raise KernelUnavailable(f"cannot load {library}: {err}") from None
+    lanes = lib.DwLanes()
+    if lanes not in (8, 16):
+        raise KernelUnavailable(f"{library.name}: reports {lanes} lanes (expected 8 or 16)")
     rng = np.random.default_rng(0)
     for stride in STRIDES:
         for k in (3, 5, 7):
-            # 11 channels: one full block of 8 and a partial one; 13 columns: one 8-wide tile and a tail
-            x = rng.standard_normal((2, 11, 10, 13)).astype(np.float32)
-            w = rng.standard_normal((11, 1, k, k)).astype(np.float32)
-            b = rng.standard_normal(11).astype(np.float32)
+            # 19 channels: full blocks and a partial one, of 8 or 16 lanes; 21 columns: full
+            # 8- or 16-wide transpose tiles and a tail
+            x = rng.standard_normal((2, 19, 10, 21)).astype(np.float32)
+            w = rng.standard_normal((19, 1, k, k)).astype(np.float32)
+            b = rng.standard_normal(19).astype(np.float32)
             want = reference_conv(x, w, stride)
             checks = []
             for name, inputs, expected in (
@@ -197,20 +257,48 @@ def self_check(library: Path) -> None:
         raise KernelUnavailable(f"{library.name}: a wrong output shape was accepted")
 
 
+def checked_library(isa: str, directory: Optional[Path] = None) -> Path:
+    """The library built for ``isa``, after the numpy self-check; raises :class:`KernelUnavailable`."""
+    if isa not in cpu_isas():
+        raise KernelUnavailable(f"this CPU cannot run the {isa} build (its flags lack "
+                                f"{', '.join(sorted(_ISA_FLAGS[isa][0] - _cpu_flags())) or 'x86-64'})")
+    library = build_library(directory, isa)
+    self_check(library)
+    return library
+
+
 @lru_cache(maxsize=None)
 def _library_or_reason() -> Tuple[Optional[str], str]:
-    try:
-        library = build_library()
-        self_check(library)
-    except KernelUnavailable as err:
-        return None, str(err)
-    except (OSError, subprocess.SubprocessError) as err:
-        return None, f"{type(err).__name__}: {err}"
+    # the best instruction set whose build passes the check; a failure falls back to the next one
+    reasons = []
+    forced = os.environ.get("PROXYLESSNAS_KERNEL_ISA", "")
+    if forced and forced not in _ISA_FLAGS:
+        return None, f"PROXYLESSNAS_KERNEL_ISA={forced} is not one of {', '.join(_ISA_FLAGS)}"
+    for isa in [forced] if forced else cpu_isas():
+        try:
+            library = checked_library(isa)
+            break
+        except KernelUnavailable as err:
+            reasons.append(str(err))
+        except (OSError, subprocess.SubprocessError) as err:
+            reasons.append(f"{type(err).__name__}: {err}")
+        if reasons[-1].startswith(("no C++ compiler", "cannot run", "cannot write to the kernel folder")):
+            return None, reasons[-1]  # no other instruction set would fare better
+    else:
+        return None, "; ".join(reasons)
+    if reasons:
+        _LOG.warning("native depthwise kernel: using the %s build because %s", isa, "; ".join(reasons))
     allowed = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
     if allowed and not str(library.resolve()).startswith(str(Path(allowed).expanduser().resolve())):
         return None, (f"MS_CUSTOM_AOT_WHITE_LIST={allowed} does not include {library.parent} "
                       "(set PROXYLESSNAS_KERNEL_DIR to a folder inside it)")
     return str(library), ""
+
+
+def active_isa() -> str:
+    """The instruction set of the library in use ("avx512", "avx2", "generic"; "" when none is)."""
+    path = _library_or_reason()[0]
+    return Path(path).name.split("-")[1] if path else ""
 
 
 def unavailable_reason() -> str:

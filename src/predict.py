@@ -26,6 +26,12 @@ _LOG = logging.getLogger(__name__)
 
 IMAGENET_CLASSES = Path(__file__).resolve().parent / "imagenet_classes.txt"
 MODEL_KINDS = {".ckpt": "checkpoint", ".mindir": "MINDIR", ".onnx": "ONNX"}
+MODES = ("auto", "GRAPH", "PYNATIVE")
+# A checkpoint in GRAPH mode costs one graph compile (about 2-3 s on a 2-core CPU) and then runs each
+# image about 1.4x faster than PyNative (18-20 ms against 27-28 ms at batch 1, issue 17; the benchmark's
+# "first call s" column and its GRAPH and PyNative rows measure both): from this many images on, GRAPH
+# is the faster way through the whole run.
+GRAPH_MIN_IMAGES = 100
 
 
 @dataclass
@@ -117,14 +123,28 @@ def _checkpoint_classes(path: str) -> int:
     return int(weights["output.weight"].shape[0])
 
 
+def checkpoint_mode(image_count: int, requested: str = "auto") -> str:
+    """MindSpore execution mode for running a checkpoint over ``image_count`` images ("GRAPH" or "PYNATIVE").
+
+    ``auto`` picks the faster for the whole run: GRAPH (compiled once, faster per image) from
+    :data:`GRAPH_MIN_IMAGES` images on, PyNative (no compile) for fewer.  Both compute the same logits.
+    """
+    if requested not in MODES:
+        raise UserError(f"--mode {requested!r} is not one of {', '.join(MODES)}")
+    if requested != "auto":
+        return requested
+    return "GRAPH" if image_count >= GRAPH_MIN_IMAGES else "PYNATIVE"
+
+
 def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
-               image_size: Optional[int] = None, fold_bn: bool = True, depthwise_kernel: str = "auto") -> Model:
+               image_size: Optional[int] = None, fold_bn: bool = True, depthwise_kernel: str = "auto",
+               mode: str = "GRAPH") -> Model:
     """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file.
 
     ``image_size`` None: a MINDIR's or ONNX file's own input size (224 for a .ckpt); given, it must match the file.
 
     A .ckpt runs with the native CPU depthwise kernel unless ``depthwise_kernel`` is "builtin"
-    (see :mod:`src.native_depthwise`).
+    (see :mod:`src.native_depthwise`), in MindSpore's ``mode`` (see :func:`checkpoint_mode`).
     """
     file = Path(path).expanduser()
     if file.is_dir():
@@ -171,6 +191,9 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
     from src.checkpoint import load_weights
 
     image_size = image_size or 224
+    if mode not in MODES[1:]:
+        raise UserError(f"mode {mode!r} is not one of GRAPH, PYNATIVE")
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
     classes = num_classes or _checkpoint_classes(str(file))
     net = create_model(arch, num_classes=classes)
     load_weights(net, str(file))
@@ -247,6 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names.add_argument("--class_names_from", default="", help="ImageFolder dataset whose class folders name the classes")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--mode", default="auto", choices=MODES,
+                        help="MindSpore mode for a .ckpt (default %(default)s: GRAPH from "
+                             f"{GRAPH_MIN_IMAGES} images on, where its compile pays off; PYNATIVE for fewer)")
     parser.add_argument("--depthwise_kernel", default="auto", choices=DEPTHWISE_CHOICES,
                         help="a .ckpt's depthwise convs: this project's native CPU kernel or MindSpore's Conv2D "
                              "(default %(default)s: native when it builds)")
@@ -264,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
         images = list_images(args.inputs)
         model = open_model(args.model, args.arch, args.num_classes, args.image_size,
-                           depthwise_kernel=args.depthwise_kernel)
+                           depthwise_kernel=args.depthwise_kernel, mode=checkpoint_mode(len(images), args.mode))
         results = predict(images, model, args.class_names, args.class_names_from, args.topk, args.crop_pct)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

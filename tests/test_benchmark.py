@@ -12,9 +12,9 @@ from conftest import ROOT, default_depthwise_kernel, run_script
 sys.path.insert(0, str(ROOT))
 from benchmarks import run as bench  # noqa: E402
 
-INFER_ROWS = {"infer_mindspore": ("folded", "plain", "folded_builtin", "plain_builtin"),
+INFER_ROWS = {"infer_mindspore": ("entry_many", "entry_one", "plain", "folded_builtin", "plain_builtin"),
               "infer_mindir": ("folded", "plain"),
-              "infer_onnxruntime": ("folded", "plain"), "infer_torch": ("eager",)}
+              "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",)}
 
 
 def _positive_timing(node):
@@ -37,10 +37,16 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
             continue
         if name == "infer_mindspore" and default_depthwise_kernel() == "builtin":  # no compiler: said, not run
             assert sections[name]["native_skipped"].startswith("no C++ compiler")
-            kinds = tuple(k for k in kinds if k.endswith("_builtin"))
+            kinds = tuple(k for k in kinds if k != "plain")
         for kind in kinds:
             _positive_timing(sections[name][kind]["batch1"])
             assert sections[name][kind]["batchN"]["img_per_s"] > 0
+    # the MindSpore rows run the entry point's own mode choice, and the process really was in that mode
+    from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode
+    infer = sections["infer_mindspore"]
+    assert infer["entry_many_mode"] == infer["entry_many_context_mode"] == checkpoint_mode(GRAPH_MIN_IMAGES) == "GRAPH"
+    assert infer["entry_one_mode"] == infer["entry_one_context_mode"] == checkpoint_mode(1) == "PYNATIVE"
+    assert results["machine"]["cpu_flags"] and results["machine"]["native_kernel_isa"] in ("avx512", "avx2", "generic")
     assert sections["train_mindspore"]["depthwise_kernel"] == default_depthwise_kernel()
     assert sections["train_mindspore_builtin"]["depthwise_kernel"] == "builtin"
     for name in ("train_mindspore", "train_mindspore_builtin", "train_torch"):
@@ -51,11 +57,16 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert sections["data"][key]["img_per_s"] > 0
     # same weights everywhere: every runner's logits agree with PyTorch's
     if "skipped" not in sections["infer_torch"]:
-        assert results["logits_vs_torch_rel"] and max(results["logits_vs_torch_rel"].values()) < 1e-3
+        rel = results["logits_vs_torch_rel"]
+        assert rel and max(v for k, v in rel.items() if "int8" not in k) < 1e-3
+        # INT8 is not float-exact, but it is the same network (random weights, synthetic calibration)
+        assert rel["onnxruntime_int8_qdq"] < 1.5 and rel["onnxruntime_int8_qoperator"] < 1.5
     markdown = (tmp_path / "quick.md").read_text()
     assert markdown == bench.markdown_report(results)
     assert f"| MindSpore GRAPH, this project ({default_depthwise_kernel()} depthwise kernel) |" in markdown
     assert "| PyTorch eager (eval, no_grad) |" in markdown
+    assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1" in markdown
+    assert sections["export"]["onnx_int8_qdq_b2"]["calibration_images"] == 8
     assert run.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'quick.json'}, {tmp_path / 'quick.md'}"
 
 
@@ -68,9 +79,14 @@ def fake_results(skipped=()):
         "train_mindspore_builtin": {**timing, "img_per_s": 12.0, "peak_rss_mb": 900.0, "batch": 8,
                                     "depthwise_kernel": "builtin"},
         "train_torch": {**timing, "img_per_s": 15.0, "peak_rss_mb": 700.0, "batch": 8},
-        "infer_mindspore": {"folded": infer, "plain": infer, "folded_builtin": infer, "plain_builtin": infer},
+        "infer_mindspore": {"entry_many": infer, "entry_one": infer, "plain": infer, "folded_builtin": infer,
+                            "plain_builtin": infer, "entry_many_mode": "GRAPH", "entry_one_mode": "PYNATIVE",
+                            "kernel_isa": "avx512"},
         "infer_mindir": {"folded": infer, "plain": infer},
-        "infer_onnxruntime": {"folded": infer, "plain": infer}, "infer_torch": {"eager": infer},
+        "infer_onnxruntime": {"folded": infer, "plain": infer,
+                              "int8_qdq": {"batch1": {**timing, "median_ms": 5.0},
+                                           "batchN": {**timing, "batch": 8, "img_per_s": 1600.0}}},
+        "infer_torch": {"eager": infer},
         "data": {"images": 8, "jpeg_size": [500, 375], **{f"{s}_w{w}": {"img_per_s": 50.0}
                                                           for s in ("train", "eval") for w in (1, 2)}},
     }
@@ -78,9 +94,10 @@ def fake_results(skipped=()):
         sections[name] = {"skipped": "torch not installed (pip install torch)"}
     settings = dict(arch="proxylessnas_mobile", batch=8, image_size=64, isa="AVX2", jit_level="", threads=0,
                     graph_kernel=False, quick=False)
-    return {"date": "2024-01-01", "machine": {"cpu": "test cpu", "cores": 2, "versions": {"mindspore": "2.10.0"}},
+    return {"date": "2024-01-01", "machine": {"cpu": "test cpu", "cores": 2, "versions": {"mindspore": "2.10.0"},
+                                              "cpu_flags": ["avx2", "fma", "avx512f"]},
             "settings": settings, "load_average_before": [0.1, 0.1, 0.1], "load_average_after": [0.2, 0.2, 0.2],
-            "sections": sections, "logits_vs_torch_rel": {"mindspore_folded": 1e-5}}
+            "sections": sections, "logits_vs_torch_rel": {"mindspore_entry_many": 1e-5}}
 
 
 def test_markdown_ratios_against_pytorch():
@@ -88,9 +105,14 @@ def test_markdown_ratios_against_pytorch():
     assert "| MindSpore GRAPH, this project (native depthwise kernel) | 30.0 | 2.00x |" in markdown
     assert "| MindSpore GRAPH, MindSpore's Conv2D for depthwise | 12.0 | 0.80x |" in markdown
     assert "| PyTorch eager | 15.0 | 1.00x |" in markdown
-    assert ("| MindSpore GRAPH, BN folded, native depthwise (predict.py) | 10.00 | 12.00 | 1.00x | 800.0 | 1.00x | "
-            "1.00 | 1.0e-05 |") in markdown
+    assert ("| predict.py / eval.py, .ckpt, many images: GRAPH, BN folded, native depthwise | 10.00 | 12.00 | 1.00x | "
+            "800.0 | 1.00x | 1.00 | 1.0e-05 |") in markdown
+    assert "| predict.py, .ckpt, one image: PYNATIVE, BN folded, native depthwise | 10.00 |" in markdown
     assert "test cpu, 2 cores" in markdown
+    assert "- CPU flags: avx2 fma avx512f; native depthwise kernel built for avx512" in markdown
+    assert "| ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded | 5.00 | 12.00 | 2.00x | 1600.0 | 2.00x |" in markdown
+    assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1 2.00x, batch 8 2.00x" in markdown
+    assert "| ONNX Runtime INT8 (--quantize_format QOperator), BN folded | skipped:" in markdown
 
 
 def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
@@ -105,13 +127,22 @@ def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
 
 def test_native_kernel_unavailable_is_said_in_the_inference_table():
     results = fake_results()
-    results["sections"]["infer_mindspore"] = {"folded_builtin": results["sections"]["infer_mindspore"]["folded"],
-                                              "plain_builtin": results["sections"]["infer_mindspore"]["plain"],
-                                              "native_skipped": "no C++ compiler 'g++' on PATH"}
+    del results["sections"]["infer_mindspore"]["plain"]
+    results["sections"]["infer_mindspore"]["native_skipped"] = "no C++ compiler 'g++' on PATH"
     markdown = bench.markdown_report(results)
-    assert ("| MindSpore GRAPH, BN folded, native depthwise (predict.py) | skipped: no C++ compiler 'g++' on PATH |"
+    assert ("| lab: MindSpore GRAPH, BN not folded, native depthwise | skipped: no C++ compiler 'g++' on PATH |"
             in markdown)
-    assert "| MindSpore GRAPH, BN folded, MindSpore's Conv2D | 10.00 |" in markdown
+    assert "| lab: MindSpore GRAPH, BN folded, MindSpore's Conv2D | 10.00 |" in markdown
+
+
+def test_competitors_run_at_their_own_defaults_mindspore_keeps_its_cap(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # as tests/conftest.py sets it: must not leak to PyTorch
+    args = bench.parse_args(["--quick"])
+    for section in ("infer_torch", "train_torch", "infer_onnxruntime"):
+        assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(args, section), section
+    for section in ("infer_mindspore", "infer_mindir", "train_mindspore", "train_mindspore_builtin"):
+        assert bench.worker_env(args, section)["ONEDNN_MAX_CPU_ISA"] == "AVX2", section
+    assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(bench.parse_args(["--isa", "default"]), "infer_mindspore")
 
 
 def test_arguments_are_checked():

@@ -11,6 +11,7 @@ from src import create_model  # noqa: E402
 from src.checkpoint import params_list, save_checkpoint_atomic  # noqa: E402
 from src.dataset import preprocess_image  # noqa: E402
 from src.predict import main  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 SIZE = 32
 
@@ -136,3 +137,22 @@ def test_checkpoint_model_folds_batchnorm_with_the_same_logits(tmp_path):
     plain = open_model(ckpt, image_size=SIZE, fold_bn=False).run(x)
     assert np.abs(plain).max() > 0
     assert np.abs(folded - plain).max() <= 1e-4 * np.abs(plain).max()
+
+
+def test_checkpoint_mode_choice_and_both_modes_give_the_same_logits(tmp_path):
+    # issue 17: the entry point runs GRAPH where its compile pays off; the benchmark times this same choice
+    from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode, open_model
+
+    assert checkpoint_mode(GRAPH_MIN_IMAGES) == "GRAPH" and checkpoint_mode(GRAPH_MIN_IMAGES - 1) == "PYNATIVE"
+    assert checkpoint_mode(1, "GRAPH") == "GRAPH" and checkpoint_mode(10 ** 6, "PYNATIVE") == "PYNATIVE"
+    with pytest.raises(UserError, match="--mode 'graph' is not one of auto, GRAPH, PYNATIVE"):
+        checkpoint_mode(1, "graph")
+    net = create_model("proxylessnas_mobile", num_classes=3)
+    ckpt = save_checkpoint_atomic(params_list(net), str(tmp_path / "m.ckpt"))
+    x = np.random.default_rng(8).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    logits = {}
+    for mode in ("GRAPH", "PYNATIVE"):
+        model = open_model(ckpt, image_size=SIZE, mode=mode)
+        assert ms.get_context("mode") == (ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
+        logits[mode] = model.run(x)
+    assert np.abs(logits["GRAPH"] - logits["PYNATIVE"]).max() <= 1e-4 * np.abs(logits["PYNATIVE"]).max()

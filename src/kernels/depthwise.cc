@@ -125,10 +125,15 @@ constexpr int kBadArity = 1;
 constexpr int kBadType = 2;
 constexpr int kBadShape = 3;
 
-// Eight channels side by side: every kernel works on blocks of V channels stored pixel by pixel
+// V channels side by side: every kernel works on blocks of V channels stored pixel by pixel
 // (layout [row][column][V]), so each multiply-add handles V channels at once whatever the image
-// size or stride.  GCC/Clang vector extensions: AVX code where the compiler may use it, SSE otherwise.
-constexpr int V = 8;
+// size or stride.  GCC/Clang vector extensions: V = 8 fills one AVX register (SSE code where AVX is
+// not enabled); the AVX-512 build (src/native_depthwise.py) passes -DDW_LANES=16, one zmm register.
+#ifndef DW_LANES
+#define DW_LANES 8
+#endif
+constexpr int V = DW_LANES;
+static_assert(V == 8 || V == 16, "DW_LANES is 8 (AVX2 and generic builds) or 16 (AVX-512)");
 typedef float Vec __attribute__((vector_size(V * sizeof(float))));
 typedef double Vec2 __attribute__((vector_size(V * sizeof(double))));
 
@@ -441,3 +446,6 @@ DW_ENTRY(DwBackwardInputS1, (BackwardInput<1>(nparam, params, ndims, shapes, dty
 DW_ENTRY(DwBackwardInputS2, (BackwardInput<2>(nparam, params, ndims, shapes, dtypes)))
 DW_ENTRY(DwBackwardFilterS1, (BackwardFilter<1>(nparam, params, ndims, shapes, dtypes)))
 DW_ENTRY(DwBackwardFilterS2, (BackwardFilter<2>(nparam, params, ndims, shapes, dtypes)))
+
+// Channels per vector this library was built with (8: AVX2 or generic, 16: AVX-512); the loader checks it.
+extern "C" int DwLanes() { return V; }
