@@ -333,6 +333,7 @@ def test_native_where_it_cannot_run_is_an_error(device, amp, message):
 
 def test_unavailable_kernel_auto_warns_native_fails(monkeypatch, caplog):
     monkeypatch.setattr(nd, "_library_or_reason", lambda: (None, "no C++ compiler 'g++' on PATH"))
+    nd._warn_once.cache_clear()  # it warns once per process: an earlier test (or run of this one) may have
     net = create_model("proxylessnas_mobile", 10)
     with caplog.at_level(logging.WARNING):
         assert nd.apply_choice(net, "auto", "CPU") is False
