@@ -1,13 +1,18 @@
 """The training loop: data, network, recipe, progress, evaluation, checkpoints, resume, interruption."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import re
+import queue
 import signal
+import socket
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,7 +24,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
-from src.dataset import check_images, create_dataset, fill_to, scan_split, shard, split_dir
+from src.dataset import bad_image_message, check_images, create_dataset, fill_to, scan_split, shard, split_dir
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
@@ -34,6 +39,16 @@ _LOG = logging.getLogger(__name__)
 
 class TrainingStopped(UserError):
     """Training cannot go on (non-finite loss); the message names the step and the learning rate."""
+
+
+LOCK_NAME = ".lock"
+# Options that shape the weights, the data stream or the lr schedule: a resume that changes one of them is not
+# the continuation of the run it resumes, so it needs --resume_allow_changes true (and is recorded).
+RESUME_FIXED_KEYS = ("arch", "num_classes", "image_size", "train_batch_size", "epoch_size", "warmup_epochs",
+                     "lr_init", "lr_end", "lr_restart_epoch", "momentum", "nesterov", "weight_decay",
+                     "label_smoothing", "loss_scale", "amp_level", "ema_decay", "dropout_rate", "random_seed",
+                     "steps_per_epoch", "min_crop_scale", "random_flip", "color_jitter", "auto_augment", "cutout",
+                     "cutout_length")
 
 
 # ---------------------------------------------------------------------------
@@ -52,9 +67,15 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
     name = config.run_name or f"{arch_tag(config.arch)}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.save_ckpt_path).expanduser().resolve() / name
     # other ranks may already have written their shard lists into shards/: that is not an earlier run
-    in_use = run_dir.exists() and any(p.name != "shards" for p in run_dir.iterdir())
+    in_use = run_dir.exists() and any(p.name not in ("shards", LOCK_NAME) for p in run_dir.iterdir())
     if info.is_main and in_use and not config.overwrite and not config.resume:
         raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
+    if info.is_main and in_use and config.overwrite and not config.resume:
+        # a clean folder, never old and new checkpoints/metrics mixed; nothing is deleted
+        lock_run_dir(run_dir).close()
+        backup = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.rename(run_dir, backup)
+        _LOG.warning("--overwrite: moved the earlier run folder %s to %s", run_dir, backup)
     if info.is_main:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -67,15 +88,50 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
     return run_dir
 
 
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on a run folder (released when the process ends, however it ends)."""
+    path = run_dir / LOCK_NAME
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise UserError(f"run folder {run_dir} is in use by {owner} (lock {path}): wait for that run to end, "
+                        "or pick another --run_name") from None
+    f.seek(0)
+    previous = f.read().strip()
+    if previous:
+        _LOG.warning("run folder %s: taking over the lock of %s, which is no longer running", run_dir, previous)
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
+
+
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (main rank only)."""
 
-    def __init__(self, path: Path, enabled: bool):
+    def __init__(self, path: Path, enabled: bool, on_missing=None):
         self.path = path
         self.enabled = enabled
+        self.on_missing = on_missing  # called when the folder has gone (recreates it)
+        if enabled and path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                # a crash mid-write: appending after it would glue the next record onto the torn one
+                keep = data.rfind(b"\n") + 1
+                with open(path, "r+b") as f:
+                    f.truncate(keep)
+                _LOG.warning("%s ended in a partial line (%d bytes, left by a crash): dropped it", path,
+                             len(data) - keep)
 
     def write(self, record: Dict[str, Any]) -> None:
         if self.enabled:
+            if self.on_missing is not None and not self.path.parent.is_dir():
+                self.on_missing()
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
@@ -126,17 +182,63 @@ class Trainer:
         ms.dataset.config.set_seed(config.random_seed)
         self.run_dir = resolve_run_dir(config, self.info)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main)
+        self.lock = lock_run_dir(self.run_dir) if self.info.is_main else None
+        self.resume_changes = self._check_resume_options() if config.resume and self.info.is_main else {}
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main, self._recreate_run_dir)
+        self.log_handler = None
         if self.info.is_main:
             handler = logging.FileHandler(self.run_dir / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             logging.getLogger().addHandler(handler)
+            self.log_handler = handler
         self.stop_signal: Optional[str] = None
         self.best_top1 = -1.0
         # epoch checkpoints already in the folder (a resumed run) count towards keep_checkpoint_max
         pattern = re.compile(rf"{re.escape(arch_tag(config.arch))}-(\d+)_\d+\.ckpt$")
         found = [(int(m.group(1)), p) for p in self.ckpt_dir.glob("*.ckpt") if (m := pattern.match(p.name))]
         self.saved: List[Path] = [p for _, p in sorted(found)]
+
+    # -- run folder -----------------------------------------------------------
+    def _check_resume_options(self) -> Dict[str, List[Any]]:
+        """Options that differ from the resumed run's config.yaml: refused, or with permission recorded."""
+        c = self.config
+        original = Path(c.resume).resolve().parent.parent / "config.yaml"
+        if not original.is_file():
+            _LOG.warning("no config.yaml beside %s: the options of the resumed run cannot be compared", c.resume)
+            return {}
+        try:
+            before = yaml.safe_load(original.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"cannot read {original} ({err}): the resumed run's options are unknown") from None
+        changes = {k: [before[k], c[k]] for k in RESUME_FIXED_KEYS if k in before and before[k] != c[k]}
+        if changes and not c.resume_allow_changes:
+            listed = ", ".join(f"--{k} {old} -> {new}" for k, (old, new) in changes.items())
+            raise UserError(f"--resume with other options than the run it continues ({listed}): that is not an exact "
+                            f"continuation; pass the run's values (see {original}), or --resume_allow_changes true "
+                            "to continue anyway (recorded in the run folder)")
+        record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "resume": str(c.resume), "changes": changes}
+        with open(self.run_dir / "resumes.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if changes:
+            _LOG.warning("resuming with changed options (allowed by --resume_allow_changes, recorded in %s): %s",
+                         self.run_dir / "resumes.jsonl", changes)
+        return changes
+
+    def _recreate_run_dir(self) -> None:
+        """The run folder was removed while training: make it again (what was in it is gone) or stop."""
+        if self.ckpt_dir.is_dir() and self.run_dir.is_dir():
+            return
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
+            self.lock = lock_run_dir(self.run_dir)
+        except (OSError, UserError) as err:
+            raise UserError(f"the run folder {self.run_dir} was removed during training and cannot be made again "
+                            f"({getattr(err, 'strerror', None) or err})") from None
+        if self.log_handler is not None:
+            self.log_handler.close()  # the next record reopens train.log in the new folder
+        _LOG.warning("the run folder %s was removed during training: made it again (its earlier contents are lost; "
+                     "the run goes on)", self.run_dir)
 
     # -- data ---------------------------------------------------------------
     def _data(self) -> None:
@@ -154,7 +256,8 @@ class Trainer:
                   len(mine), len(train_all))
         shard_dir = self.run_dir / "shards"
         shard_dir.mkdir(parents=True, exist_ok=True)
-        (shard_dir / f"rank_{info.rank}.txt").write_text("".join(p + "\n" for p, _ in mine.samples))
+        # bytes: a file name need not be valid UTF-8 (os keeps such bytes as surrogates)
+        (shard_dir / f"rank_{info.rank}.txt").write_bytes(b"".join(os.fsencode(p) + b"\n" for p, _ in mine.samples))
         self.steps_per_epoch = len(mine) // c.train_batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"{len(mine)} training images per device are fewer than --train_batch_size "
@@ -244,8 +347,29 @@ class Trainer:
         if self.global_step != expected:
             raise UserError(f"checkpoint {path} is inconsistent: global step {self.global_step} but epoch "
                             f"{self.start_epoch} step {self.start_step} means {expected}")
+        if self.start_epoch >= self.config.epoch_size:
+            raise UserError(f"nothing left to train: checkpoint {path} ends epoch {self.start_epoch} and --epoch_size "
+                            f"is {self.config.epoch_size}; to train longer pass a larger --epoch_size together with "
+                            "--resume_allow_changes true")
+        if self.info.is_main:
+            self._set_aside_later_checkpoints()
         _LOG.info("resumed from %s at epoch %d step %d (global step %d, lr %.6g)", path, self.start_epoch + 1,
                   self.start_step, self.global_step, self.lr[min(self.global_step, len(self.lr) - 1)])
+
+    def _set_aside_later_checkpoints(self) -> None:
+        """Epoch checkpoints after the resume point belong to the abandoned continuation: moved, not overwritten."""
+        later = [p for p in self.saved if int(re.search(r"-(\d+)_\d+\.ckpt$", p.name).group(1)) > self.start_epoch]
+        if not later:
+            return
+        aside = self.ckpt_dir / f"superseded-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(exist_ok=True)
+        for old in later:
+            for f in (old, old.with_name(old.stem + "-ema.ckpt")):
+                if f.exists():
+                    os.rename(f, aside / f.name)
+            self.saved.remove(old)
+        _LOG.warning("resuming at epoch %d: moved %d later checkpoint(s) of this run to %s", self.start_epoch,
+                     len(later), aside)
 
     # -- checkpoints ----------------------------------------------------------
     def _save(self, name: str, epoch_num: int, step_num: int, rotate: bool = False) -> Optional[Path]:
@@ -254,11 +378,21 @@ class Trainer:
         path = self.ckpt_dir / name
         extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
                  "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+        try:
+            self._recreate_run_dir()
+        except UserError as err:
+            # keep the trained weights somewhere that exists before stopping
+            rescue = Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" / name
+            save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
+            raise UserError(f"{err}: the weights were saved to {rescue}; resume with --resume {rescue} "
+                            "--run_name NEW_NAME") from None
         save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
         if self.ema is not None:
             ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
             save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")))
         if rotate:
+            if path in self.saved:  # rewritten under the same name: it is the newest now, not the oldest
+                self.saved.remove(path)
             self.saved.append(path)
             while len(self.saved) > self.config.keep_checkpoint_max:
                 old = self.saved.pop(0)
@@ -267,9 +401,55 @@ class Trainer:
                         f.unlink()
         return path
 
+    # -- data errors, blocked reads ---------------------------------------------
+    def _pipeline_error(self, err: Exception, split: str) -> Exception:
+        """A data-pipeline failure as one line naming the image (and the rank), when an image caused it."""
+        message = bad_image_message(err)
+        if message is None:
+            return err
+        rank = f" (rank {self.info.rank})" if self.info.group_size > 1 else ""
+        return UserError(f"{message}{rank}, while reading the {split} data: fix or remove it, or pass "
+                         "--skip_bad_images true to skip undecodable images")
+
+    def _next_batch(self, data):
+        """The next training batch, read in a helper thread so that a signal is acted on even while a read blocks."""
+        if getattr(self, "_feeder", None) is None:
+            self._requests: "queue.Queue" = queue.Queue()
+            self._results: "queue.Queue" = queue.Queue()
+
+            def feed() -> None:
+                while self._requests.get() is not None:
+                    try:
+                        self._results.put((True, next(data)))
+                    except BaseException as err:  # handed to the main thread as it is
+                        self._results.put((False, err))
+
+            self._feeder = threading.Thread(target=feed, name="batch-feeder", daemon=True)
+            self._feeder.start()
+        self._requests.put(1)
+        while True:
+            try:
+                ok, value = self._results.get(timeout=0.5)
+            except queue.Empty:
+                if self.stop_signal:
+                    raise _BlockedRead() from None
+                continue
+            if ok:
+                return value
+            if isinstance(value, RuntimeError):
+                raise self._pipeline_error(value, "training") from None
+            raise value
+
+    def _stop_feeder(self) -> None:
+        if getattr(self, "_feeder", None) is not None:
+            self._requests.put(None)
+
     # -- evaluation -------------------------------------------------------------
     def _evaluate(self, epoch: int) -> None:
-        result = evaluate(self.net, self.val_set)
+        try:
+            result = evaluate(self.net, self.val_set)
+        except RuntimeError as err:
+            raise self._pipeline_error(err, "validation") from None
         record = {"type": "eval", "epoch": epoch, **{k: result[k] for k in ("top1", "top5", "loss")}}
         _LOG.info(format_result(f"eval epoch {epoch}", result))
         if self.ema is not None:
@@ -300,7 +480,12 @@ class Trainer:
         self._data()
         self._model()
         if self.info.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
+            config_file = self.run_dir / "config.yaml"
+            if c.resume and config_file.is_file():
+                _LOG.info("%s kept as the run's original options (resumes are recorded in resumes.jsonl)",
+                          config_file)
+            else:
+                config_file.write_text(yaml.safe_dump(dict(c), sort_keys=False))
             _LOG.info("run folder: %s", self.run_dir)
         batch_global = c.train_batch_size * self.info.group_size
         total_steps = c.epoch_size * self.steps_per_epoch
@@ -316,7 +501,18 @@ class Trainer:
             losses = []
             window_start, window_steps = time.time(), 0
             for step in range(first, self.steps_per_epoch):
-                images, labels = next(data)
+                try:
+                    images, labels = self._next_batch(data)
+                except _BlockedRead:
+                    # the step has not started: the state is that of the end of the previous step
+                    done = (epoch, step)
+                    path = self._save(f"{arch_tag(c.arch)}-interrupted.ckpt", *done)
+                    print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step} while waiting for data "
+                          f"(a data read is blocked); resume with: python train.py --resume {path} "
+                          "(plus the same options as this run)", flush=True)
+                    logging.shutdown()
+                    # a data worker stuck in a read would keep the interpreter from exiting
+                    os._exit(0)
                 lr = float(self.lr[self.global_step])
                 step_start = time.time()
                 out = self.train_net(images, labels)
@@ -367,11 +563,18 @@ class Trainer:
                                 "lr": float(self.lr[self.global_step - 1]), "overflow_skipped": overflow_skipped})
             last_epoch = epoch + 1 == c.epoch_size
             if self.val_set is not None and ((epoch + 1) % c.eval_interval == 0 or last_epoch):
-                self._evaluate(epoch + 1)
+                try:
+                    self._evaluate(epoch + 1)
+                except UserError as err:
+                    # the epoch's training is done: keep it before stopping
+                    saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
+                                       rotate=True)
+                    raise UserError(f"{err} (the checkpoint of epoch {epoch + 1} was saved: {saved})") from None
             if (epoch + 1) % c.save_checkpoint_epochs == 0 or last_epoch:
                 saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
                                    rotate=True)
                 last_good = saved or last_good
+        self._stop_feeder()
         _LOG.info("final weights sha1: %s", weights_digest(self.net))
         if self.info.is_main:
             self._plot()
@@ -386,6 +589,10 @@ class Trainer:
             plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "metrics.png")
         except ImportError:
             _LOG.info("matplotlib not installed: no metrics.png (pip install matplotlib)")
+
+
+class _BlockedRead(Exception):
+    """A stop signal arrived while the next batch was still being read."""
 
 
 def train(config) -> int:
