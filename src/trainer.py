@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import re
-import queue
 import signal
 import socket
 import tempfile
@@ -411,38 +410,57 @@ class Trainer:
         return UserError(f"{message}{rank}, while reading the {split} data: fix or remove it, or pass "
                          "--skip_bad_images true to skip undecodable images")
 
-    def _next_batch(self, data):
-        """The next training batch, read in a helper thread so that a signal is acted on even while a read blocks."""
-        if getattr(self, "_feeder", None) is None:
-            self._requests: "queue.Queue" = queue.Queue()
-            self._results: "queue.Queue" = queue.Queue()
+    def _next_batch(self, data, epoch: int, step: int):
+        """The next training batch; a bad image becomes one line naming it."""
+        self._waiting_since = (time.time(), epoch, step)  # for the watchdog: a read that blocks is not a step
+        try:
+            return next(data)
+        except RuntimeError as err:
+            raise self._pipeline_error(err, "training") from None
+        finally:
+            self._waiting_since = None
 
-            def feed() -> None:
-                while self._requests.get() is not None:
-                    try:
-                        self._results.put((True, next(data)))
-                    except BaseException as err:  # handed to the main thread as it is
-                        self._results.put((False, err))
+    def _start_signal_watchdog(self) -> None:
+        """Act on SIGINT/SIGTERM even while the main thread is blocked in a data read.
 
-            self._feeder = threading.Thread(target=feed, name="batch-feeder", daemon=True)
-            self._feeder.start()
-        self._requests.put(1)
-        while True:
-            try:
-                ok, value = self._results.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop_signal:
-                    raise _BlockedRead() from None
-                continue
-            if ok:
-                return value
-            if isinstance(value, RuntimeError):
-                raise self._pipeline_error(value, "training") from None
-            raise value
+        Python runs signal handlers only between bytecodes of the main thread, so a read stuck in a
+        data worker (a FIFO, a stalled network file system) would delay them for ever. The interpreter's
+        C-level handler still writes the signal number to the wakeup fd: a thread waits on it, and when
+        the main thread has been waiting for data for a while it saves the state of the last completed
+        step and ends the process. The number is the one delivered, so Ctrl-C is told from SIGTERM.
+        """
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._waiting_since = None
 
-    def _stop_feeder(self) -> None:
-        if getattr(self, "_feeder", None) is not None:
-            self._requests.put(None)
+        def watch() -> None:
+            while True:
+                try:
+                    got = os.read(read_fd, 1)
+                except OSError:
+                    return
+                if not got:
+                    return
+                if got[0] not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                name = signal.Signals(got[0]).name
+                self.stop_signal = self.stop_signal or name
+                time.sleep(2.0)  # give the main thread the chance to stop at the end of its step
+                waiting = self._waiting_since
+                if waiting is None or time.time() - waiting[0] < 2.0 or not self.info.is_main:
+                    continue
+                _, epoch, step = waiting
+                _LOG.warning("%s received while a data read is blocked: saving the last completed step", name)
+                path = self._save(f"{arch_tag(self.config.arch)}-interrupted.ckpt", epoch, step)
+                print(f"stopped by {name} at epoch {epoch + 1} step {step} while waiting for data (a data read is "
+                      f"blocked); resume with: python train.py --resume {path} (plus the same options as this run)",
+                      flush=True)
+                logging.shutdown()
+                # the blocked data worker would keep the interpreter from exiting
+                os._exit(0)
+
+        threading.Thread(target=watch, name="signal-watchdog", daemon=True).start()
 
     # -- evaluation -------------------------------------------------------------
     def _evaluate(self, epoch: int) -> None:
@@ -491,6 +509,7 @@ class Trainer:
         total_steps = c.epoch_size * self.steps_per_epoch
         data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
         self._install_signal_handlers()  # after the iterator: the data pipeline installs handlers of its own
+        self._start_signal_watchdog()
         overflow_skipped = 0
         last_good: Optional[Path] = None
         run_start = time.time()
@@ -501,18 +520,7 @@ class Trainer:
             losses = []
             window_start, window_steps = time.time(), 0
             for step in range(first, self.steps_per_epoch):
-                try:
-                    images, labels = self._next_batch(data)
-                except _BlockedRead:
-                    # the step has not started: the state is that of the end of the previous step
-                    done = (epoch, step)
-                    path = self._save(f"{arch_tag(c.arch)}-interrupted.ckpt", *done)
-                    print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step} while waiting for data "
-                          f"(a data read is blocked); resume with: python train.py --resume {path} "
-                          "(plus the same options as this run)", flush=True)
-                    logging.shutdown()
-                    # a data worker stuck in a read would keep the interpreter from exiting
-                    os._exit(0)
+                images, labels = self._next_batch(data, epoch, step)
                 lr = float(self.lr[self.global_step])
                 step_start = time.time()
                 out = self.train_net(images, labels)
@@ -574,7 +582,6 @@ class Trainer:
                 saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
                                    rotate=True)
                 last_good = saved or last_good
-        self._stop_feeder()
         _LOG.info("final weights sha1: %s", weights_digest(self.net))
         if self.info.is_main:
             self._plot()
@@ -589,10 +596,6 @@ class Trainer:
             plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "metrics.png")
         except ImportError:
             _LOG.info("matplotlib not installed: no metrics.png (pip install matplotlib)")
-
-
-class _BlockedRead(Exception):
-    """A stop signal arrived while the next batch was still being read."""
 
 
 def train(config) -> int:

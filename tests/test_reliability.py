@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -89,9 +90,10 @@ def test_training_with_check_off_stops_with_one_line_naming_the_image(tmp_path):
     proc = run_script(["train.py", *TINY, "--dataset_path", root, "--epoch_size", "1", "--check_images", "false",
                        "--save_ckpt_path", tmp_path / "runs", "--run_name", "r"])
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines() == [
-        f"error: cannot decode image {bad}: image file is truncated (71 bytes not processed), while reading the "
-        "training data: fix or remove it, or pass --skip_bad_images true to skip undecodable images"]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.fullmatch(rf"error: cannot decode image {re.escape(str(bad))}: image file is truncated \(\d+ bytes not "
+                        r"processed\), while reading the training data: fix or remove it, or pass --skip_bad_images "
+                        r"true to skip undecodable images", proc.stderr.strip()), proc.stderr
 
 
 def test_truncated_validation_image_stops_after_the_epoch_checkpoint(tmp_path):
@@ -138,10 +140,10 @@ def test_non_utf8_name_in_a_bad_image_message(tmp_path):
 # ---------------------------------------------------------------- 5: full disk
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 48 MiB file system (tmpfs), if this process may mount one."""
+    """A real 32 MiB file system (tmpfs), if this process may mount one."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {made.stderr.decode().strip()}")
     yield mount
@@ -153,7 +155,7 @@ def test_checkpoint_on_a_full_disk(small_disk):
     from src.checkpoint import read_checkpoint, save_checkpoint_atomic
     good = small_disk / "good.ckpt"
     save_checkpoint_atomic([{"name": "w", "data": ms.Tensor(np.arange(4, dtype=np.float32))}], str(good))
-    (small_disk / "filler").write_bytes(b"\0" * (48 * 2**20 - 80 * 2**10))  # about 80 KiB left
+    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 80 * 2**10))  # 80 KiB left
     # bigger than the space left: refused before writing
     big = [{"name": "w", "data": ms.Tensor(np.zeros(2**16, np.float32))}]
     with pytest.raises(UserError, match=r"cannot save checkpoint .*new\.ckpt: it needs about 0\.2 MiB but .* free"):
@@ -173,8 +175,8 @@ def test_training_onto_a_full_disk_keeps_the_earlier_checkpoints(small_disk, tmp
                        "--save_ckpt_path", small_disk, "--run_name", "r"])
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     ckpts = small_disk / "r" / "checkpoints"
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith(f"error: cannot save checkpoint {ckpts}/proxylessnas_mobile-2_2.ckpt")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: cannot save checkpoint {ckpts}/proxylessnas_mobile-2_2.ckpt"), proc.stderr
     assert "(earlier checkpoints are kept)" in proc.stderr
     assert sorted(os.listdir(ckpts)) == ["proxylessnas_mobile-1_2.ckpt"]
     from src.checkpoint import read_checkpoint
@@ -430,7 +432,7 @@ def test_signal_stops_a_run_whose_data_read_is_blocked(tmp_path, sig):
         pytest.fail("the run ignored " + sig.name + ":\n" + "".join(lines)[-2000:])
     out = "".join(lines) + rest
     assert proc.returncode == 0, out[-3000:]
-    assert f"{sig.name} received: stopping after this step and saving a checkpoint" in out
+    assert f"{sig.name} received while a data read is blocked: saving the last completed step" in out
     ckpt = tmp_path / "r" / "checkpoints" / "proxylessnas_mobile-interrupted.ckpt"
     assert (f"stopped by {sig.name} at epoch 1 step 0 while waiting for data (a data read is blocked); resume with: "
             f"python train.py --resume {ckpt}") in out
