@@ -129,10 +129,15 @@ class MetricsLog:
 
     def write(self, record: Dict[str, Any]) -> None:
         if self.enabled:
-            if self.on_missing is not None and not self.path.parent.is_dir():
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except (FileNotFoundError, NotADirectoryError):
+                if self.on_missing is None:
+                    raise
                 self.on_missing()
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
 
 
 def weights_digest(net: nn.Cell) -> str:
@@ -232,8 +237,16 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
             self.lock = lock_run_dir(self.run_dir)
         except (OSError, UserError) as err:
+            # keep the trained weights somewhere that exists before stopping
+            epoch_num, step_num = self.done
+            rescue = (Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" /
+                      f"{arch_tag(self.config.arch)}-{epoch_num}_{step_num}.ckpt")
+            extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
+                     "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+            save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
             raise UserError(f"the run folder {self.run_dir} was removed during training and cannot be made again "
-                            f"({getattr(err, 'strerror', None) or err})") from None
+                            f"({getattr(err, 'strerror', None) or err}): the weights were saved to {rescue}; resume "
+                            f"with --resume {rescue} --run_name NEW_NAME") from None
         if self.log_handler is not None:
             self.log_handler.close()  # the next record reopens train.log in the new folder
         _LOG.warning("the run folder %s was removed during training: made it again (its earlier contents are lost; "
@@ -299,8 +312,10 @@ class Trainer:
             apply_choice(self.ema_net, c.depthwise_kernel, c.device_target, "O0")
         self.global_step = 0
         self.start_epoch, self.start_step = 0, 0
+        self.done = (0, 0)  # (epoch, step) of the state the weights are in
         if c.resume:
             self._resume(c.resume)
+            self.done = (self.start_epoch, self.start_step)
         _LOG.info("%s: %d parameters, amp %s, depthwise convs %s, %d steps/epoch x %d epochs, global batch %d",
                   arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
                   self.amp_level, "native" if self.native_depthwise else "builtin", self.steps_per_epoch,
@@ -377,14 +392,8 @@ class Trainer:
         path = self.ckpt_dir / name
         extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
                  "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
-        try:
-            self._recreate_run_dir()
-        except UserError as err:
-            # keep the trained weights somewhere that exists before stopping
-            rescue = Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" / name
-            save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
-            raise UserError(f"{err}: the weights were saved to {rescue}; resume with --resume {rescue} "
-                            "--run_name NEW_NAME") from None
+        self.done = (epoch_num, step_num)
+        self._recreate_run_dir()
         save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
         if self.ema is not None:
             ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
@@ -529,6 +538,7 @@ class Trainer:
                 if self.ema is not None:
                     self.ema(ms.Tensor(min(c.ema_decay, (1 + self.global_step) / (10 + self.global_step)), ms.float32))
                 self.global_step += 1
+                self.done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
                 if overflow:
                     overflow_skipped += 1
                     _LOG.warning("loss scale overflow at epoch %d step %d: update skipped (%d so far)",

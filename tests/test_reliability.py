@@ -194,12 +194,18 @@ def _train_and_act_at_step(args, marker, act):
     return proc.wait(timeout=300), "".join(lines)
 
 
+def remove(folder: Path, aside: Path) -> None:
+    """rm -rf, but at once: the trainer never sees a half-removed folder (rmtree could also race its writes)."""
+    os.rename(folder, aside)
+    shutil.rmtree(aside)
+
+
 def test_run_folder_removed_during_training_is_made_again(tmp_path):
     root = make_image_folder(tmp_path / "d", n_train=2, n_val=2)
     run = tmp_path / "runs" / "r"
     code, out = _train_and_act_at_step(["--dataset_path", root, *TINY, "--epoch_size", "2", "--save_ckpt_path",
                                         tmp_path / "runs", "--run_name", "r"], "epoch 1/2 step 1/2",
-                                       lambda: shutil.rmtree(run))
+                                       lambda: remove(run, tmp_path / "gone"))
     assert code == 0, out[-3000:]
     assert f"the run folder {run} was removed during training: made it again" in out
     assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == [
@@ -213,7 +219,7 @@ def test_run_folder_replaced_by_a_file_stops_after_saving_the_weights_elsewhere(
     run = tmp_path / "runs" / "r"
 
     def replace():
-        shutil.rmtree(run)
+        remove(run, tmp_path / "gone")
         run.write_text("not a folder")
 
     code, out = _train_and_act_at_step(["--dataset_path", root, *TINY, "--epoch_size", "2", "--save_ckpt_path",
@@ -223,9 +229,13 @@ def test_run_folder_replaced_by_a_file_stops_after_saving_the_weights_elsewhere(
     line = last_line(out)
     assert line.startswith(f"error: the run folder {run} was removed during training and cannot be made again"), line
     rescue = Path(line.split("the weights were saved to ")[1].split(";")[0])
-    assert rescue.name == "proxylessnas_mobile-1_2.ckpt" and f"resume with --resume {rescue}" in line
+    assert f"resume with --resume {rescue}" in line
+    # the state after the last completed step (step 1 or 2 of epoch 1, depending on when the removal is seen)
+    epoch_num, step_num = map(int, re.fullmatch(r"proxylessnas_mobile-(\d+)_(\d+)\.ckpt", rescue.name).groups())
     from src.checkpoint import read_checkpoint
-    assert int(read_checkpoint(str(rescue))["epoch_num"].asnumpy()) == 1
+    entries = read_checkpoint(str(rescue))
+    assert (int(entries["epoch_num"].asnumpy()), int(entries["step_num"].asnumpy())) == (epoch_num, step_num)
+    assert int(entries["global_step"].asnumpy().reshape(-1)[0]) == 2 * epoch_num + step_num >= 1
     shutil.rmtree(rescue.parent)
 
 
