@@ -122,6 +122,8 @@ def test_two_workers_skip_bad_images_and_read_non_utf8_names(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"cannot decode image {bad}: image file is truncated" in proc.stdout + proc.stderr
     assert "using the next image instead" in proc.stdout + proc.stderr
+    # the Latin-1 name was decoded, not skipped, and nothing failed to print
+    assert "caf\\xe9" not in proc.stdout + proc.stderr and "Logging error" not in proc.stderr
     shard = (tmp_path / "runs" / "r" / "shards" / "rank_0.txt").read_bytes().splitlines()
     assert odd in shard and len(shard) == 7
     assert [r["step"] for r in read_metrics(tmp_path / "runs" / "r") if r["type"] == "step"] == [1]
