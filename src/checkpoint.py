@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -137,16 +138,40 @@ def save_checkpoint_atomic(params: Any, path: str, append_dict: Optional[Dict[st
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    need = _checkpoint_bytes(params, append_dict)
+    free = shutil.disk_usage(final.parent).free
+    if need > free:
+        raise UserError(f"cannot save checkpoint {final}: it needs about {need / 2**20:.1f} MiB but "
+                        f"{final.parent} has {free / 2**20:.1f} MiB free; free some space (earlier checkpoints "
+                        "are kept)")
     try:
         ms.save_checkpoint(params, str(tmp), append_dict=append_dict)
         # MindSpore appends .ckpt to names that lack it
         written = tmp if tmp.exists() else tmp.with_name(tmp.name + ".ckpt")
         os.replace(written, final)
+    except OSError as err:
+        raise UserError(f"cannot save checkpoint {final} ({err.strerror or err}): free space on, or fix the "
+                        f"permissions of, {final.parent} (earlier checkpoints are kept)") from None
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".ckpt")):
-            if leftover.exists():
+        # MindSpore writes <name>.tmp first (and appends .ckpt to names that lack it): remove whatever is left
+        for leftover in final.parent.glob(f"{tmp.name}*"):
+            try:
                 leftover.unlink()
+            except OSError:
+                pass
     return str(final)
+
+
+def _checkpoint_bytes(params: Any, append_dict: Optional[Dict[str, Any]]) -> int:
+    """A lower bound of a checkpoint's size: the tensors' bytes (names and protobuf framing come on top)."""
+    if isinstance(params, nn.Cell):
+        params = params_list(params)
+    total = 0
+    for item in params:
+        data = item["data"] if isinstance(item, dict) else item
+        nbytes = getattr(data, "nbytes", None)
+        total += int(nbytes) if nbytes is not None else np.asarray(data).nbytes
+    return total + 64 * len(append_dict or {})
 
 
 def params_list(net: nn.Cell, names: Optional[List[str]] = None) -> List[Dict[str, Any]]:

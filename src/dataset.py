@@ -68,6 +68,11 @@ def decode_image(data: bytes, min_side: int = 0) -> np.ndarray:
         return np.asarray(to_rgb(img), dtype=np.uint8)
 
 
+def shown(path: str) -> str:
+    """A path as printable text: bytes that are not UTF-8 (kept by os as surrogates) shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def read_image(path: str, min_side: int = 0) -> np.ndarray:
     """Read and decode one image file to RGB uint8 HWC; a bad file is a UserError naming it."""
     try:
@@ -77,9 +82,9 @@ def read_image(path: str, min_side: int = 0) -> np.ndarray:
             raise ValueError("empty file (0 bytes)")
         return decode_image(data, min_side)
     except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
+        raise UserError(f"image not found: {shown(path)}") from None
     except Exception as err:  # PIL raises many types for bad data
-        raise UserError(f"cannot decode image {path}: {err}") from None
+        raise UserError(f"cannot decode image {shown(path)}: {err}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -215,11 +220,57 @@ def scan_image_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> 
     index = {c: i for i, c in enumerate(found)}
     samples = []
     for c in found:
-        for dirpath, _, files in sorted(os.walk(folder / c, followlinks=True)):
-            samples += [(os.path.join(dirpath, f), index[c]) for f in sorted(files) if _is_image(f)]
+        images = _class_images(folder / c)
+        if not images:
+            raise UserError(f"class folder {shown(str(folder / c))} has no images (looked for "
+                            f"{', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder")
+        samples += [(path, index[c]) for path in images]
     if not samples:
         raise UserError(f"no images in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return ImageList(samples, list(found), str(folder))
+
+
+def _class_images(class_dir: Path) -> List[str]:
+    """Image files under one class folder; links to folders are followed only inside it, and once.
+
+    A link back to the folder itself (or a loop) would list its images again, and a link to the parent
+    or to another class would give that class's images this label: both are skipped with a warning.
+    """
+    top = os.path.realpath(class_dir)
+    seen = set()
+    images: List[str] = []
+
+    def inside(real: str) -> bool:
+        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+    def walk(directory: str) -> None:
+        real = os.path.realpath(directory)
+        if real in seen:
+            _LOG.warning("skipping %s: a link to a folder already listed (a symlink loop?)", shown(directory))
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as err:
+            raise UserError(f"cannot list {shown(directory)} ({err.strerror})") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if entry.is_symlink() and not inside(os.path.realpath(entry.path)):
+                    _LOG.warning("skipping %s: a link to a folder outside its class folder %s", shown(entry.path),
+                                 shown(str(class_dir)))
+                    continue
+                walk(entry.path)
+            elif _is_image(entry.name):
+                images.append(entry.path)
+
+    walk(str(class_dir))
+    return images
 
 
 def scan_flat(folder: Path, label_file: str, classes: Sequence[str]) -> ImageList:
@@ -255,7 +306,8 @@ def _image_problem(path: str) -> Optional[str]:
             img.verify()
         with Image.open(path) as img:
             img.draft("RGB", (64, 64))
-            to_rgb(img)  # a full decode also catches truncated data that the header check misses
+            img.load()  # decode all the data: a cut-off file passes verify() and, for RGB, to_rgb() too
+            to_rgb(img)
         return None
     except Exception as err:  # PIL raises many types for bad data
         return f"{type(err).__name__}: {err}"
@@ -276,9 +328,9 @@ def check_images(images: ImageList, skip_bad: bool, workers: int = 1) -> ImageLi
             good.append((path, label))
             continue
         if not skip_bad:
-            raise UserError(f"cannot decode image {path} ({problem}): fix or remove it, or pass "
+            raise UserError(f"cannot decode image {shown(path)} ({problem}): fix or remove it, or pass "
                             "--skip_bad_images true to skip undecodable images")
-        _LOG.warning("skipping undecodable image %s (%s)", path, problem)
+        _LOG.warning("skipping undecodable image %s (%s)", shown(path), problem)
         bad.append(path)
     if bad:
         _LOG.warning("skipped %d undecodable image(s) of %d in %s", len(bad), len(paths), images.root)
@@ -290,7 +342,11 @@ def check_images(images: ImageList, skip_bad: bool, workers: int = 1) -> ImageLi
 def scan_split(config, split: str, classes: Optional[Sequence[str]] = None) -> ImageList:
     """The training or validation image list of a config."""
     if split == "train":
-        return scan_image_folder(split_dir(config.dataset_path, config.train_dir))
+        images = scan_image_folder(split_dir(config.dataset_path, config.train_dir))
+        if len(images.classes) < 2:
+            raise UserError(f"{images.root} has a single class folder ({images.classes[0]}): a classifier needs "
+                            "at least two classes (one would train to loss 0 and 100% accuracy on nothing)")
+        return images
     folder = split_dir(config.dataset_path, config.val_dir)
     if config.val_layout == "flat":
         # without training folders to name the classes, labels must be indices below num_classes
@@ -327,19 +383,43 @@ def fill_to(images: ImageList, size: int) -> ImageList:
 # ---------------------------------------------------------------------------
 # MindSpore pipelines
 # ---------------------------------------------------------------------------
+BAD_IMAGE_MARK = "@@bad-image@@"
+
+
+def bad_image_message(err: BaseException) -> Optional[str]:
+    """The one-line 'cannot decode image ...' inside a pipeline error, or None if it is about something else."""
+    text = str(err)
+    start = text.find(BAD_IMAGE_MARK)
+    end = text.find(BAD_IMAGE_MARK, start + len(BAD_IMAGE_MARK))
+    if start < 0 or end < 0:
+        return None
+    return text[start + len(BAD_IMAGE_MARK):end].strip()
+
+
 class _ImageSource:
     """Random-access source for GeneratorDataset: decoded RGB image and label."""
 
-    def __init__(self, samples: List[Tuple[str, int]], min_side: int = 0):
+    def __init__(self, samples: List[Tuple[str, int]], min_side: int = 0, skip_bad: bool = False):
         self.samples = samples
         self.min_side = min_side
+        self.skip_bad = skip_bad
+        self.skipped = 0  # per data worker process
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        path, label = self.samples[index]
-        return read_image(path, self.min_side), np.array(label, dtype=np.int32)
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                return read_image(path, self.min_side), np.array(label, dtype=np.int32)
+            except UserError as err:
+                if not self.skip_bad:
+                    # the pipeline buries this under a stack dump: the trainer fishes it out by this marker
+                    raise UserError(f"{BAD_IMAGE_MARK}{err}{BAD_IMAGE_MARK}") from None
+                self.skipped += 1
+                _LOG.warning("%s: using the next image instead (%d skipped by this data worker)", err, self.skipped)
+        raise UserError(f"no decodable image among the {len(self.samples)} of this split")
 
 
 def create_dataset(images: ImageList, config, training: bool, batch_size: int, rank: int = 0,
@@ -357,7 +437,8 @@ def create_dataset(images: ImageList, config, training: bool, batch_size: int, r
     # resize) still has image_size pixels: a 12000x12000 photo then costs as much as a 1500x1500 one
     min_side = (int(math.ceil(config.image_size / math.sqrt(config.min_crop_scale))) if training
                 else resize_size(config.image_size, config.crop_pct))
-    dataset = ds.GeneratorDataset(_ImageSource(images.samples, min_side), column_names=["image", "label"],
+    source = _ImageSource(images.samples, min_side, bool(getattr(config, "skip_bad_images", False)))
+    dataset = ds.GeneratorDataset(source, column_names=["image", "label"],
                                   shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
                                   shard_id=rank if group_size > 1 else None, num_parallel_workers=workers,
                                   python_multiprocessing=workers > 1)

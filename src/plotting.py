@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Dict, List
 
@@ -16,11 +17,16 @@ def read_metrics(path: Path) -> List[Dict]:
     if not path.is_file():
         raise UserError(f"metrics file not found: {path} (train.py writes <run folder>/metrics.jsonl)")
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text(errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
+                if n == len(lines):  # a crash in the middle of writing the last record
+                    logging.getLogger(__name__).warning("%s: dropped the partial last line %d (left by a crash)",
+                                                        path, n)
+                    break
                 raise UserError(f"{path} line {n} is not JSON") from None
     return records
 

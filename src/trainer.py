@@ -1,6 +1,7 @@
 """The training loop: data, network, recipe, progress, evaluation, checkpoints, resume, interruption."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -9,6 +10,9 @@ import math
 import os
 import re
 import signal
+import socket
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -20,7 +24,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
-from src.dataset import check_images, create_dataset, fill_to, scan_split, shard, split_dir
+from src.dataset import bad_image_message, check_images, create_dataset, fill_to, scan_split, shard, split_dir
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
@@ -35,6 +39,16 @@ _LOG = logging.getLogger(__name__)
 
 class TrainingStopped(UserError):
     """Training cannot go on (non-finite loss); the message names the step and the learning rate."""
+
+
+LOCK_NAME = ".lock"
+# Options that shape the weights, the data stream or the lr schedule: a resume that changes one of them is not
+# the continuation of the run it resumes, so it needs --resume_allow_changes true (and is recorded).
+RESUME_FIXED_KEYS = ("arch", "num_classes", "image_size", "train_batch_size", "epoch_size", "warmup_epochs",
+                     "lr_init", "lr_end", "lr_restart_epoch", "momentum", "nesterov", "weight_decay",
+                     "label_smoothing", "loss_scale", "amp_level", "ema_decay", "dropout_rate", "random_seed",
+                     "steps_per_epoch", "min_crop_scale", "random_flip", "color_jitter", "auto_augment", "cutout",
+                     "cutout_length")
 
 
 # ---------------------------------------------------------------------------
@@ -58,8 +72,7 @@ def resolve_run_dir(config, info: ParallelInfo) -> Path:
     name = config.run_name or f"{arch_tag(config.arch)}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.save_ckpt_path).expanduser().resolve() / name
     # other ranks may already have written their shard lists into shards/: that is not an earlier run
-    in_use = run_dir.exists() and any(p.name != "shards" for p in run_dir.iterdir())
-    if info.is_main and in_use and not config.overwrite and not config.resume:
+    if info.is_main and run_dir_in_use(run_dir) and not config.overwrite and not config.resume:
         raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
     # created only once every input is validated (Trainer.run), so a run that fails at start leaves nothing;
     # an unwritable place is reported now all the same
@@ -84,17 +97,71 @@ def create_run_dir(run_dir: Path, info: ParallelInfo) -> None:
                             "choose a writable --save_ckpt_path") from None
 
 
+def run_dir_in_use(run_dir: Path) -> bool:
+    """The folder holds an earlier run (other ranks' shard lists and the lock file do not count)."""
+    return run_dir.exists() and any(p.name not in ("shards", LOCK_NAME) for p in run_dir.iterdir())
+
+
+def move_earlier_run_aside(run_dir: Path) -> Path:
+    """--overwrite: a clean run folder, never old and new checkpoints/metrics mixed; nothing is deleted."""
+    lock_run_dir(run_dir).close()  # refused while another process runs in it
+    backup = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(run_dir, backup)
+    _LOG.warning("--overwrite: moved the earlier run folder %s to %s", run_dir, backup)
+    return backup
+
+
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on a run folder (released when the process ends, however it ends)."""
+    path = run_dir / LOCK_NAME
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise UserError(f"run folder {run_dir} is in use by {owner} (lock {path}): wait for that run to end, "
+                        "or pick another --run_name") from None
+    f.seek(0)
+    previous = f.read().strip()
+    if previous:
+        _LOG.warning("run folder %s: taking over the lock of %s, which is no longer running", run_dir, previous)
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
+
+
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (main rank only)."""
 
-    def __init__(self, path: Path, enabled: bool):
+    def __init__(self, path: Path, enabled: bool, on_missing=None):
         self.path = path
         self.enabled = enabled
+        self.on_missing = on_missing  # called when the folder has gone (recreates it)
+        if enabled and path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                # a crash mid-write: appending after it would glue the next record onto the torn one
+                keep = data.rfind(b"\n") + 1
+                with open(path, "r+b") as f:
+                    f.truncate(keep)
+                _LOG.warning("%s ended in a partial line (%d bytes, left by a crash): dropped it", path,
+                             len(data) - keep)
 
     def write(self, record: Dict[str, Any]) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except (FileNotFoundError, NotADirectoryError):
+                if self.on_missing is None:
+                    raise
+                self.on_missing()
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
 
 
 def weights_digest(net: nn.Cell) -> str:
@@ -143,7 +210,10 @@ class Trainer:
         ms.dataset.config.set_seed(config.random_seed)
         self.run_dir = resolve_run_dir(config, self.info)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main)
+        self.lock = None  # taken when the folder is opened (_open_run_dir)
+        self.resume_changes = self._check_resume_options() if config.resume and self.info.is_main else {}
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main, self._recreate_run_dir)
+        self.log_handler = None
         # the log is kept in memory until the run folder exists (_open_run_dir), then written to train.log
         self.early_log = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
         logging.getLogger().addHandler(self.early_log)
@@ -153,6 +223,59 @@ class Trainer:
         pattern = re.compile(rf"{re.escape(arch_tag(config.arch))}-(\d+)_\d+\.ckpt$")
         found = [(int(m.group(1)), p) for p in self.ckpt_dir.glob("*.ckpt") if (m := pattern.match(p.name))]
         self.saved: List[Path] = [p for _, p in sorted(found)]
+
+    # -- run folder -----------------------------------------------------------
+    def _check_resume_options(self) -> Dict[str, List[Any]]:
+        """Options that differ from the resumed run's config.yaml: refused, or with permission recorded."""
+        c = self.config
+        original = Path(c.resume).resolve().parent.parent / "config.yaml"
+        if not original.is_file():
+            _LOG.warning("no config.yaml beside %s: the options of the resumed run cannot be compared", c.resume)
+            return {}
+        try:
+            before = yaml.safe_load(original.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"cannot read {original} ({err}): the resumed run's options are unknown") from None
+        changes = {k: [before[k], c[k]] for k in RESUME_FIXED_KEYS if k in before and before[k] != c[k]}
+        if changes and not c.resume_allow_changes:
+            listed = ", ".join(f"--{k} {old} -> {new}" for k, (old, new) in changes.items())
+            raise UserError(f"--resume with other options than the run it continues ({listed}): that is not an exact "
+                            f"continuation; pass the run's values (see {original}), or --resume_allow_changes true "
+                            "to continue anyway (recorded in the run folder)")
+        return changes
+
+    def _record_resume(self, changes: Dict[str, List[Any]]) -> None:
+        """Append this resume (and any changed options allowed) to the run's resumes.jsonl."""
+        record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "resume": str(self.config.resume), "changes": changes}
+        with open(self.run_dir / "resumes.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if changes:
+            _LOG.warning("resuming with changed options (allowed by --resume_allow_changes, recorded in %s): %s",
+                         self.run_dir / "resumes.jsonl", changes)
+
+    def _recreate_run_dir(self) -> None:
+        """The run folder was removed while training: make it again (what was in it is gone) or stop."""
+        if self.ckpt_dir.is_dir() and self.run_dir.is_dir():
+            return
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
+            self.lock = lock_run_dir(self.run_dir)
+        except (OSError, UserError) as err:
+            # keep the trained weights somewhere that exists before stopping
+            epoch_num, step_num = self.done
+            rescue = (Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" /
+                      f"{arch_tag(self.config.arch)}-{epoch_num}_{step_num}.ckpt")
+            extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
+                     "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+            save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
+            raise UserError(f"the run folder {self.run_dir} was removed during training and cannot be made again "
+                            f"({getattr(err, 'strerror', None) or err}): the weights were saved to {rescue}; resume "
+                            f"with --resume {rescue} --run_name NEW_NAME") from None
+        if self.log_handler is not None:
+            self.log_handler.close()  # the next record reopens train.log in the new folder
+        _LOG.warning("the run folder %s was removed during training: made it again (its earlier contents are lost; "
+                     "the run goes on)", self.run_dir)
 
     # -- data ---------------------------------------------------------------
     def _data(self) -> None:
@@ -214,28 +337,40 @@ class Trainer:
             apply_choice(self.ema_net, c.depthwise_kernel, c.device_target, "O0")
         self.global_step = 0
         self.start_epoch, self.start_step = 0, 0
+        self.done = (0, 0)  # (epoch, step) of the state the weights are in
         if c.resume:
             self._resume(c.resume)
+            self.done = (self.start_epoch, self.start_step)
         _LOG.info("%s: %d parameters, amp %s, depthwise convs %s, %d steps/epoch x %d epochs, global batch %d",
                   arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
                   self.amp_level, "native" if self.native_depthwise else "builtin", self.steps_per_epoch,
                   c.epoch_size, c.train_batch_size * self.info.group_size)
 
     def _open_run_dir(self) -> None:
-        """Create the run folder once the inputs are valid: train.log (with the lines so far), shard list."""
+        """Create the run folder once the inputs are valid: lock, train.log (with the lines so far), shard list."""
+        c = self.config
+        if self.info.is_main and c.overwrite and not c.resume and run_dir_in_use(self.run_dir):
+            move_earlier_run_aside(self.run_dir)
+            self.saved = []  # the earlier run's checkpoints went with it
         create_run_dir(self.run_dir, self.info)
         root = logging.getLogger()
         root.removeHandler(self.early_log)
         if self.info.is_main:
+            self.lock = lock_run_dir(self.run_dir)
+            if c.resume:
+                self._record_resume(self.resume_changes)
             handler = logging.FileHandler(self.run_dir / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             self.early_log.setTarget(handler)
             self.early_log.flush()
             root.addHandler(handler)
+            self.log_handler = handler
         self.early_log.close()
         shard_dir = self.run_dir / "shards"
         shard_dir.mkdir(parents=True, exist_ok=True)
-        (shard_dir / f"rank_{self.info.rank}.txt").write_text("".join(p + "\n" for p, _ in self.shard_samples))
+        # bytes: a file name need not be valid UTF-8 (os keeps such bytes as surrogates)
+        (shard_dir / f"rank_{self.info.rank}.txt").write_bytes(
+            b"".join(os.fsencode(p) + b"\n" for p, _ in self.shard_samples))
 
     def _state(self) -> List[Dict[str, Any]]:
         """Everything a resume needs: weights, BN statistics, momenta, step, loss scale, EMA."""
@@ -277,8 +412,29 @@ class Trainer:
         if self.global_step != expected:
             raise UserError(f"checkpoint {path} is inconsistent: global step {self.global_step} but epoch "
                             f"{self.start_epoch} step {self.start_step} means {expected}")
+        if self.start_epoch >= self.config.epoch_size:
+            raise UserError(f"nothing left to train: checkpoint {path} ends epoch {self.start_epoch} and --epoch_size "
+                            f"is {self.config.epoch_size}; to train longer pass a larger --epoch_size together with "
+                            "--resume_allow_changes true")
+        if self.info.is_main:
+            self._set_aside_later_checkpoints()
         _LOG.info("resumed from %s at epoch %d step %d (global step %d, lr %.6g)", path, self.start_epoch + 1,
                   self.start_step, self.global_step, self.lr[min(self.global_step, len(self.lr) - 1)])
+
+    def _set_aside_later_checkpoints(self) -> None:
+        """Epoch checkpoints after the resume point belong to the abandoned continuation: moved, not overwritten."""
+        later = [p for p in self.saved if int(re.search(r"-(\d+)_\d+\.ckpt$", p.name).group(1)) > self.start_epoch]
+        if not later:
+            return
+        aside = self.ckpt_dir / f"superseded-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(exist_ok=True)
+        for old in later:
+            for f in (old, old.with_name(old.stem + "-ema.ckpt")):
+                if f.exists():
+                    os.rename(f, aside / f.name)
+            self.saved.remove(old)
+        _LOG.warning("resuming at epoch %d: moved %d later checkpoint(s) of this run to %s", self.start_epoch,
+                     len(later), aside)
 
     # -- checkpoints ----------------------------------------------------------
     def _save(self, name: str, epoch_num: int, step_num: int, rotate: bool = False) -> Optional[Path]:
@@ -287,11 +443,15 @@ class Trainer:
         path = self.ckpt_dir / name
         extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
                  "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+        self.done = (epoch_num, step_num)
+        self._recreate_run_dir()
         save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
         if self.ema is not None:
             ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
             save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")))
         if rotate:
+            if path in self.saved:  # rewritten under the same name: it is the newest now, not the oldest
+                self.saved.remove(path)
             self.saved.append(path)
             while len(self.saved) > self.config.keep_checkpoint_max:
                 old = self.saved.pop(0)
@@ -300,9 +460,74 @@ class Trainer:
                         f.unlink()
         return path
 
+    # -- data errors, blocked reads ---------------------------------------------
+    def _pipeline_error(self, err: Exception, split: str) -> Exception:
+        """A data-pipeline failure as one line naming the image (and the rank), when an image caused it."""
+        message = bad_image_message(err)
+        if message is None:
+            return err
+        rank = f" (rank {self.info.rank})" if self.info.group_size > 1 else ""
+        return UserError(f"{message}{rank}, while reading the {split} data: fix or remove it, or pass "
+                         "--skip_bad_images true to skip undecodable images")
+
+    def _next_batch(self, data, epoch: int, step: int):
+        """The next training batch; a bad image becomes one line naming it."""
+        self._waiting_since = (time.time(), epoch, step)  # for the watchdog: a read that blocks is not a step
+        try:
+            return next(data)
+        except RuntimeError as err:
+            raise self._pipeline_error(err, "training") from None
+        finally:
+            self._waiting_since = None
+
+    def _start_signal_watchdog(self) -> None:
+        """Act on SIGINT/SIGTERM even while the main thread is blocked in a data read.
+
+        Python runs signal handlers only between bytecodes of the main thread, so a read stuck in a
+        data worker (a FIFO, a stalled network file system) would delay them for ever. The interpreter's
+        C-level handler still writes the signal number to the wakeup fd: a thread waits on it, and when
+        the main thread has been waiting for data for a while it saves the state of the last completed
+        step and ends the process. The number is the one delivered, so Ctrl-C is told from SIGTERM.
+        """
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._waiting_since = None
+
+        def watch() -> None:
+            while True:
+                try:
+                    got = os.read(read_fd, 1)
+                except OSError:
+                    return
+                if not got:
+                    return
+                if got[0] not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                name = signal.Signals(got[0]).name
+                self.stop_signal = self.stop_signal or name
+                time.sleep(2.0)  # give the main thread the chance to stop at the end of its step
+                waiting = self._waiting_since
+                if waiting is None or time.time() - waiting[0] < 2.0 or not self.info.is_main:
+                    continue
+                _, epoch, step = waiting
+                _LOG.warning("%s received while a data read is blocked: saving the last completed step", name)
+                path = self._save(f"{arch_tag(self.config.arch)}-interrupted.ckpt", epoch, step)
+                print(f"stopped by {name} at epoch {epoch + 1} step {step} while waiting for data (a data read is "
+                      f"blocked); resume with: python train.py --resume {path} (plus the same options as this run)",
+                      flush=True)
+                logging.shutdown()
+                # the blocked data worker would keep the interpreter from exiting
+                os._exit(0)
+
+        threading.Thread(target=watch, name="signal-watchdog", daemon=True).start()
+
     # -- evaluation -------------------------------------------------------------
     def _evaluate(self, epoch: int) -> None:
-        result = evaluate(self.net, self.val_set)
+        try:
+            result = evaluate(self.net, self.val_set)
+        except RuntimeError as err:
+            raise self._pipeline_error(err, "validation") from None
         record = {"type": "eval", "epoch": epoch, **{k: result[k] for k in ("top1", "top5", "loss")}}
         _LOG.info(format_result(f"eval epoch {epoch}", result))
         if self.ema is not None:
@@ -334,12 +559,18 @@ class Trainer:
         self._model()
         self._open_run_dir()
         if self.info.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
+            config_file = self.run_dir / "config.yaml"
+            if c.resume and config_file.is_file():
+                _LOG.info("%s kept as the run's original options (resumes are recorded in resumes.jsonl)",
+                          config_file)
+            else:
+                config_file.write_text(yaml.safe_dump(dict(c), sort_keys=False))
             _LOG.info("run folder: %s", self.run_dir)
         batch_global = c.train_batch_size * self.info.group_size
         total_steps = c.epoch_size * self.steps_per_epoch
         data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
         self._install_signal_handlers()  # after the iterator: the data pipeline installs handlers of its own
+        self._start_signal_watchdog()
         overflow_skipped = 0
         last_good: Optional[Path] = None
         run_start = time.time()
@@ -350,7 +581,7 @@ class Trainer:
             losses = []
             window_start, window_steps = time.time(), 0
             for step in range(first, self.steps_per_epoch):
-                images, labels = next(data)
+                images, labels = self._next_batch(data, epoch, step)
                 lr = float(self.lr[self.global_step])
                 step_start = time.time()
                 out = self.train_net(images, labels)
@@ -359,6 +590,7 @@ class Trainer:
                 if self.ema is not None:
                     self.ema(ms.Tensor(min(c.ema_decay, (1 + self.global_step) / (10 + self.global_step)), ms.float32))
                 self.global_step += 1
+                self.done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
                 if overflow:
                     overflow_skipped += 1
                     _LOG.warning("loss scale overflow at epoch %d step %d: update skipped (%d so far)",
@@ -401,7 +633,13 @@ class Trainer:
                                 "lr": float(self.lr[self.global_step - 1]), "overflow_skipped": overflow_skipped})
             last_epoch = epoch + 1 == c.epoch_size
             if self.val_set is not None and ((epoch + 1) % c.eval_interval == 0 or last_epoch):
-                self._evaluate(epoch + 1)
+                try:
+                    self._evaluate(epoch + 1)
+                except UserError as err:
+                    # the epoch's training is done: keep it before stopping
+                    saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
+                                       rotate=True)
+                    raise UserError(f"{err} (the checkpoint of epoch {epoch + 1} was saved: {saved})") from None
             if (epoch + 1) % c.save_checkpoint_epochs == 0 or last_epoch:
                 saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
                                    rotate=True)
@@ -427,5 +665,11 @@ def train(config) -> int:
     trainer = Trainer(config)
     try:
         return trainer.run()
-    finally:  # a run stopped before its folder existed must not leave its log buffer attached
-        logging.getLogger().removeHandler(trainer.early_log)
+    finally:  # nothing of the run stays attached to the process: log buffer, train.log, the folder's lock
+        root = logging.getLogger()
+        root.removeHandler(trainer.early_log)
+        if trainer.log_handler is not None:
+            root.removeHandler(trainer.log_handler)
+            trainer.log_handler.close()
+        if trainer.lock is not None:
+            trainer.lock.close()

@@ -75,7 +75,7 @@ def test_flat_validation_layout_with_synsets_or_indices(tmp_path):
     (lambda root: None, "dataset path not found"),
     (lambda root: root.mkdir(), "dataset folder not found: .*train"),
     (lambda root: (root / "train").mkdir(parents=True), "no class folders in .*train"),
-    (lambda root: (root / "train" / "a").mkdir(parents=True), "no images in"),
+    (lambda root: (root / "train" / "a").mkdir(parents=True), "class folder .*train/a has no images"),
 ])
 def test_missing_or_empty_dataset(tmp_path, setup, match):
     root = tmp_path / "data"

@@ -1,0 +1,28 @@
+"""Ctrl-C kept apart from SIGTERM while MindSpore runs (imported before MindSpore, so no MindSpore here).
+
+MindSpore 2.10 installs its own C++ SIGINT handler at every compiled step (``DefaultIntHandler``) and turns
+Ctrl-C into a SIGTERM to the process, so a Python handler would only ever see SIGTERM. Blocking SIGINT in
+the main thread before MindSpore starts any thread keeps it from every thread (they inherit the mask);
+one thread takes it with ``sigwait`` and hands it to the main thread's Python handler as a SIGINT.
+"""
+from __future__ import annotations
+
+import _thread
+import signal
+import threading
+
+
+def route_sigint_to_python() -> None:
+    """Deliver SIGINT to the Python-level handler whatever handlers native libraries install later."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def forward() -> None:
+        while True:
+            signal.sigwait({signal.SIGINT})
+            # runs the Python SIGINT handler in the main thread (KeyboardInterrupt by default, the
+            # trainer's stop handler during training) and writes the wakeup fd like a real delivery
+            _thread.interrupt_main(signal.SIGINT)
+
+    threading.Thread(target=forward, name="sigint-forwarder", daemon=True).start()
