@@ -29,18 +29,20 @@ class PathSGD:
         self.moments: Dict[str, ms.Parameter] = {
             p.name: ms.Parameter(ms.Tensor(np.zeros(p.shape, np.float32)), name=f"moments.{p.name}",
                                  requires_grad=False) for p in params}
-        self.nesterov = bool(nesterov)
+        self._sgd = ops.SGD(dampening=0.0, weight_decay=self.weight_decay, nesterov=bool(nesterov))
+        self._stat: Dict[Tuple[int, ...], ms.Parameter] = {}  # the op's first-step flag, kept at 0: buf starts at 0
 
     def step(self, params: Sequence[ms.Parameter], grads: Sequence, lr: float) -> None:
         """One update of ``params`` with their ``grads``: buf = m * buf + g + wd * w; w -= lr * (g + wd * w + m * buf)."""
-        # written out: MindSpore 2.10's CPU ApplyMomentum ignores use_nesterov (measured: it steps by lr * buf)
+        # ops.SGD (fused, in place), not ApplyMomentum: MindSpore 2.10's CPU ApplyMomentum ignores use_nesterov
+        lr_t = ms.Tensor(np.float32(lr))
+        momentum = ms.Tensor(np.float32(self.momentum))
         for p, g in zip(params, grads):
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            buf = self.moments[p.name]
-            new_buf = self.momentum * buf + g
-            ops.assign(buf, new_buf)
-            ops.assign(p, p - lr * (g + self.momentum * new_buf if self.nesterov else new_buf))
+            shape = tuple(p.shape)
+            if shape not in self._stat:
+                self._stat[shape] = ms.Parameter(ms.Tensor(np.zeros(shape, np.float32)), name=f"stat{len(self._stat)}",
+                                                 requires_grad=False)
+            self._sgd(p, g, lr_t, self.moments[p.name], momentum, self._stat[shape])
 
     def state(self) -> List[ms.Parameter]:
         return list(self.moments.values())
