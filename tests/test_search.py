@@ -304,3 +304,30 @@ def test_reinforce_moves_alpha_toward_the_higher_reward_op():
         alphas = adam.step(alphas, rl.grads(alphas, chosen, rewards))
     probs = cost_mod.softmax_np(alphas[0])
     assert probs.argmax() == 2 and probs[2] > 0.6
+
+
+# ---------------------------------------------------------------------------
+# Toy problem: the latency loss decides
+# ---------------------------------------------------------------------------
+def test_strong_latency_loss_picks_cheaper_ops_than_none(tmp_path):
+    space = default_space(**SMALL)
+    # (3, 3) costs 1 ms per block, (5, 6) 10 ms: the cheap op is the first of every edge
+    table = write_table(tmp_path / "t.yaml", space, lambda cell, k, e: 1.0 if (k, e) == (3, 3) else 10.0)
+    model = cost_mod.latency_model(space, str(table))
+    images, labels = batch(8, seed=5)
+    results = {}
+    for kind, target in (("none", 1.0), ("add#linear", 0.01)):
+        net = small_net(seed=0)
+        adam = ArchAdam([e.num_ops for e in net.edges], lr=0.05)
+        objective = ArchObjective(3, model, target, kind)
+        rng = np.random.default_rng(0)
+        from src.nas.steps import arch_step_two
+        for _ in range(4):
+            arch_step_two(net, adam, objective, images, labels, sample_pairs(rng, net.alpha_arrays()))
+        expensive = sum(c == 1 for c in net.argmax())  # edges whose most probable op is the 10 ms one
+        results[kind] = (model.expected_np(net.alpha_arrays()), model.of_choices(net.argmax()), expensive)
+    (expected_none, argmax_none, expensive_none) = results["none"]
+    (expected_strong, argmax_strong, expensive_strong) = results["add#linear"]
+    assert expected_strong < expected_none - 1.0
+    assert argmax_strong < argmax_none and expensive_strong < expensive_none
+    assert expensive_strong <= 3  # of 21 edges

@@ -86,6 +86,8 @@ class Search:
             c.run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
         self.config = c
         self._check_config()
+        self.space = default_space(c.image_size, c.width_mult, c.num_classes)
+        self.cost, self.target = self._cost_model()  # a table without the needed keys fails before any output
         self.info: ParallelInfo = init_context(c)
         ms.set_seed(c.random_seed)
         self.run_dir = resolve_run_dir(c, self.info)
@@ -95,8 +97,6 @@ class Search:
             handler = logging.FileHandler(self.run_dir / "search.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             logging.getLogger().addHandler(handler)
-        self.space = default_space(c.image_size, c.width_mult, c.num_classes)
-        self.cost, self.target = self._cost_model()
         self.reduce = self._reducer()
 
     # -- setup ------------------------------------------------------------------
@@ -240,8 +240,16 @@ class Search:
         total_steps = total_epochs * self.steps_per_epoch
         run_start = time.time()
         timed = [0, 0.0]
-        for epoch in range(self.start_epoch, total_epochs):
+        last = total_epochs
+        if c.max_epochs_this_run:
+            last = min(total_epochs, self.start_epoch + c.max_epochs_this_run)
+        for epoch in range(self.start_epoch, last):
             self._epoch(epoch, total_epochs, batch_global, total_steps, timed)
+        if last < total_epochs:
+            _LOG.info("weights sha1: %s; alphas sha1: %s", weights_digest(self.net), _alpha_digest(self.net.alpha_arrays()))
+            print(f"stopped after epoch {last} of {total_epochs} (--max_epochs_this_run); continue with: python "
+                  f"search.py --resume {self.run_dir / 'checkpoints' / CHECKPOINT} (plus the same options)")
+            return 0
         _LOG.info("final weights sha1: %s; alphas sha1: %s", weights_digest(self.net),
                   _alpha_digest(self.net.alpha_arrays()))
         result = self._write_result()
