@@ -118,3 +118,33 @@ def test_dataset_too_small_for_the_validation_split(tmp_path, table, capsys):
                          capsys)
     assert code == 2 and len(err.splitlines()) == 1
     assert re.match(r"^error: class 'a' has 4 training image\(s\): too few for the validation split .*needs 5\)", err)
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_end_with_identical_alphas_and_weights(data, tmp_path):
+    """scripts/run_distribute_search_for_cpu.sh with 2 msrun workers: each rank searches on its own half of the
+    images; the same sampled paths and averaged gradients leave both with the same weights and alphas."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHON=sys.executable, OUTPUT_DIR=str(tmp_path / "out"), RUN_NAME="dp2",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for key in ("RANK_ID", "RANK_SIZE", "WORKER_NUM", "LOCAL_WORKER_NUM", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                "MSRUN", "DRY_RUN"):
+        env.pop(key, None)
+    options = [a for a in TINY if a not in ("--device_target", "CPU")]
+    options[options.index("--train_batch_size") + 1] = "2"
+    options[options.index("--valid_batch_size") + 1] = "1"
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_distribute_search_for_cpu.sh"), "2", str(data),
+                             *options, "--latency_loss", "none"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    logs = [(tmp_path / "out" / "logs" / "dp2" / f"worker_{r}.log") for r in (0, 1)]
+    detail = "\n".join(p.read_text()[-2000:] for p in logs if p.exists())
+    assert result.returncode == 0, result.stderr[-2000:] + detail
+    found = [digests(p.read_text()) for p in logs]
+    assert found[0] == found[1]
+    assert "arch loss" in logs[0].read_text()  # the joint phase took architecture steps
+    assert (tmp_path / "out" / "dp2" / "net.config").is_file()
