@@ -336,7 +336,7 @@ class Search:
     def _arch_step(self, rng: np.random.Generator, images, labels) -> Dict[str, float]:
         c = self.config
         if c.arch_algo == "rl":
-            return self.rl.step(self.net, self.arch_opt, rng, images, labels, self.cost, self.target)
+            return self.rl.step(self.net, self.arch_opt, rng, images, labels, self.cost, self.target, self.reduce)
         alphas = self.net.alpha_arrays()
         if c.binary_mode == "two":
             return arch_step_two(self.net, self.arch_opt, self.objective, images, labels, sample_pairs(rng, alphas),

@@ -213,7 +213,7 @@ class Reinforce:
         return out
 
     def step(self, net: SuperNet, optimizer: ArchAdam, rng: np.random.Generator, images, labels,
-             cost: Optional[CostModel], target: float) -> Dict[str, float]:
+             cost: Optional[CostModel], target: float, reduce: Reduce = _identity) -> Dict[str, float]:
         """Sample networks, score them on one validation batch, one Adam step on alpha."""
         alphas = net.alpha_arrays()
         net.set_train(True)
@@ -222,7 +222,8 @@ class Reinforce:
             chosen = sample_paths(rng, alphas)
             net.set_single(chosen)
             logits = net(images)
-            accuracy = float((logits.argmax(1) == labels).astype(ms.float32).mean().asnumpy())
+            # the mean over ranks: every rank scores its own validation batch, all must take the same step
+            accuracy = float(reduce((logits.argmax(1) == labels).astype(ms.float32).mean()).asnumpy())
             choices.append(chosen)
             rewards.append(self.reward(accuracy, cost.of_choices(chosen) if cost else None, target))
         net.set_alphas(optimizer.step(alphas, self.grads(alphas, choices, rewards)))
