@@ -148,3 +148,22 @@ def test_two_cpu_workers_end_with_identical_alphas_and_weights(data, tmp_path):
     assert found[0] == found[1]
     assert "arch loss" in logs[0].read_text()  # the joint phase took architecture steps
     assert (tmp_path / "out" / "dp2" / "net.config").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [["--binary_mode", "full_v2", "--latency_loss", "add#linear"],
+                                  ["--arch_algo", "rl", "--rl_samples", "3"]], ids=["full_v2", "rl"])
+def test_full_v2_and_rl_searches_move_alpha_against_a_flops_target(mode, data, tmp_path):
+    from src.nas.cost import softmax_np
+
+    proc = run_script(["search.py", *TINY, "--warmup_epochs", "0", "--target", "flops", "--target_flops", "3",
+                       *mode, "--dataset_path", data, "--save_ckpt_path", tmp_path, "--run_name", "m"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["type"] == "epoch"][-1]
+    assert last["arch_steps"] == 2 and last["cost_unit"] == "MMACs"
+    assert ("reward" in last) == ("rl" in mode)
+    arch = [json.loads(line) for line in (tmp_path / "m" / "arch.jsonl").read_text().splitlines()]
+    first, final = np.array(sum(arch[0]["probs"], [])), np.array(sum(arch[-1]["probs"], []))
+    assert np.abs(final - first).max() > 1e-4  # the architecture steps changed the probabilities
+    assert all(abs(sum(p) - 1) < 1e-4 for p in arch[-1]["probs"]) and softmax_np(np.zeros(2)).sum() == 1
