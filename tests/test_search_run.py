@@ -1,0 +1,169 @@
+"""search.py end to end on a tiny image folder: outputs, train.py on the result, exact resume, bad input."""
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import OFFICIAL_LATENCY_TABLE, make_image_folder, run_script
+from test_search import write_table
+
+TINY = ["--device_target", "CPU", "--num_classes", "3", "--image_size", "32", "--width_mult", "0.25",
+        "--train_batch_size", "4", "--valid_batch_size", "3", "--val_batch_size", "3", "--warmup_epochs", "1",
+        "--epoch_size", "2", "--steps_per_epoch", "2", "--arch_update_every", "1", "--work_nums", "1",
+        "--cutout", "false", "--log_interval", "1", "--target_latency", "2.0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("data"), classes=("a", "b", "c"), n_train=8, n_val=0)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    from src.nas.space import default_space
+
+    return write_table(tmp_path_factory.mktemp("table") / "t.yaml", default_space(32, 0.25, 3))
+
+
+@pytest.fixture(scope="module")
+def baseline(data, table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_script(["search.py", *TINY, "--dataset_path", data, "--latency_table", table,
+                       "--save_ckpt_path", out, "--run_name", "base"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "base", proc
+
+
+def digests(stdout):
+    return re.findall(r"weights sha1: (\w+); alphas sha1: (\w+)", stdout)[-1]
+
+
+@pytest.mark.slow
+def test_search_writes_the_result_and_train_py_trains_it(baseline, data, tmp_path):
+    from src.arch import spec_from_config
+    from src.checkpoint import load_weights
+    from src.proxylessnas_mobile import create_model
+
+    run_dir, proc = baseline
+    for name in ("net.config", "init.ckpt", "arch.jsonl", "metrics.jsonl", "search.png", "search.log", "config.yaml",
+                 "checkpoints/search-last.ckpt"):
+        assert (run_dir / name).is_file(), name
+    assert "epoch 2/3 (joint) step 2/2 loss" in proc.stdout and "img/s eta" in proc.stdout
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["type"] == "epoch"]
+    assert [r["arch_steps"] for r in epochs] == [0, 0, 2]  # warm-up, first joint epoch, then every step
+    for r in epochs:
+        assert {"loss", "valid_top1", "entropy", "expected_cost", "predicted_cost"} <= set(r)
+        assert r["cost_unit"] == "ms" and np.isfinite(r["expected_cost"])
+    arch = [json.loads(line) for line in (run_dir / "arch.jsonl").read_text().splitlines()]
+    assert len(arch) == 3 and len(arch[-1]["probs"]) == 21
+    assert all(abs(sum(p) - 1) < 1e-4 for p in arch[-1]["probs"])
+    spec, head = spec_from_config(run_dir / "net.config")
+    assert head["num_classes"] == 3
+    assert [b.zero for b in spec.blocks[1:]] == [o == "Zero" for o in
+                                                 (arch[-1]["op_names"][e][c] for e, c in enumerate(arch[-1]["argmax"]))]
+    load_weights(create_model(str(run_dir / "net.config"), num_classes=3), str(run_dir / "init.ckpt"))
+    assert (run_dir / "search.png").stat().st_size > 10_000
+    train = run_script(["train.py", "--arch", run_dir / "net.config", "--pretrained", run_dir / "init.ckpt",
+                        "--device_target", "CPU", "--num_classes", "3", "--image_size", "32", "--train_batch_size", "4",
+                        "--epoch_size", "1", "--steps_per_epoch", "1", "--work_nums", "1", "--eval_interval", "0",
+                        "--dataset_path", data, "--save_ckpt_path", tmp_path, "--run_name", "retrain"])
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    assert "weights from" in train.stdout and "training done: 1 epochs" in train.stdout
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(baseline, data, table, tmp_path):
+    _, base = baseline
+    common = [*TINY, "--dataset_path", data, "--latency_table", table, "--save_ckpt_path", tmp_path, "--run_name", "r"]
+    first = run_script(["search.py", *common, "--max_epochs_this_run", "2"])
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "stopped after epoch 2 of 3" in first.stdout
+    second = run_script(["search.py", *common, "--resume", tmp_path / "r" / "checkpoints" / "search-last.ckpt"])
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "resumed from" in second.stdout
+    assert digests(second.stdout) == digests(base.stdout)
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, exit code 2
+# ---------------------------------------------------------------------------
+def run_main(argv, capsys):
+    import search
+
+    code = search.main([str(a) for a in argv])
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--latency_table", OFFICIAL_LATENCY_TABLE],
+     r"^error: latency table .*mobile_trim.yaml has no entry 'Conv-input:32x32x3-output:16x16x8' \(needed at "
+     r"image size 32\): measure a table for this size with `python tools/latency.py build .*--image_size 32"),
+    (["--target_latency", "0"], r"^error: --target_latency must be a positive number, got 0.0$"),
+    (["--target", "flops", "--target_flops", "-5"], r"^error: --target_flops must be a positive number, got -5.0$"),
+    (["--binary_mode", "three"], r"^error: --binary_mode: 'three' is not one of two, full_v2$"),
+    (["--latency_loss", "mul#exp"], r"^error: --latency_loss: 'mul#exp' is not one of mul#log, add#linear, none$"),
+    (["--latency_loss", "add#linear"], r"^error: --latency_table is needed for a latency target"),
+])
+def test_bad_input_is_one_line(extra, message, data, tmp_path, capsys):
+    code, err = run_main([*TINY, "--dataset_path", data, "--save_ckpt_path", tmp_path, *extra], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_dataset_too_small_for_the_validation_split(tmp_path, table, capsys):
+    small = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), n_train=4, n_val=0)
+    code, err = run_main([*TINY, "--dataset_path", small, "--latency_table", table, "--save_ckpt_path", tmp_path],
+                         capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.match(r"^error: class 'a' has 4 training image\(s\): too few for the validation split .*needs 5\)", err)
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_end_with_identical_alphas_and_weights(data, tmp_path):
+    """scripts/run_distribute_search_for_cpu.sh with 2 msrun workers: each rank searches on its own half of the
+    images; the same sampled paths and averaged gradients leave both with the same weights and alphas."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHON=sys.executable, OUTPUT_DIR=str(tmp_path / "out"), RUN_NAME="dp2",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for key in ("RANK_ID", "RANK_SIZE", "WORKER_NUM", "LOCAL_WORKER_NUM", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                "MSRUN", "DRY_RUN"):
+        env.pop(key, None)
+    options = [a for a in TINY if a not in ("--device_target", "CPU")]
+    options[options.index("--train_batch_size") + 1] = "2"
+    options[options.index("--valid_batch_size") + 1] = "1"
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_distribute_search_for_cpu.sh"), "2", str(data),
+                             *options, "--latency_loss", "none"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    logs = [(tmp_path / "out" / "logs" / "dp2" / f"worker_{r}.log") for r in (0, 1)]
+    detail = "\n".join(p.read_text()[-2000:] for p in logs if p.exists())
+    assert result.returncode == 0, result.stderr[-2000:] + detail
+    found = [digests(p.read_text()) for p in logs]
+    assert found[0] == found[1]
+    assert "arch loss" in logs[0].read_text()  # the joint phase took architecture steps
+    assert (tmp_path / "out" / "dp2" / "net.config").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [["--binary_mode", "full_v2", "--latency_loss", "add#linear"],
+                                  ["--arch_algo", "rl", "--rl_samples", "3"]], ids=["full_v2", "rl"])
+def test_full_v2_and_rl_searches_move_alpha_against_a_flops_target(mode, data, tmp_path):
+    from src.nas.cost import softmax_np
+
+    proc = run_script(["search.py", *TINY, "--warmup_epochs", "0", "--target", "flops", "--target_flops", "3",
+                       *mode, "--dataset_path", data, "--save_ckpt_path", tmp_path, "--run_name", "m"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["type"] == "epoch"][-1]
+    assert last["arch_steps"] == 2 and last["cost_unit"] == "MMACs"
+    assert ("reward" in last) == ("rl" in mode)
+    arch = [json.loads(line) for line in (tmp_path / "m" / "arch.jsonl").read_text().splitlines()]
+    first, final = np.array(sum(arch[0]["probs"], [])), np.array(sum(arch[-1]["probs"], []))
+    assert np.abs(final - first).max() > 1e-4  # the architecture steps changed the probabilities
+    assert all(abs(sum(p) - 1) < 1e-4 for p in arch[-1]["probs"]) and softmax_np(np.zeros(2)).sum() == 1
