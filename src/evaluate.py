@@ -99,7 +99,7 @@ def _output_path(config, files: List[str]) -> str:
 
 def run_eval(config) -> int:
     """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
-    from src.dataset import check_images, create_dataset, scan_split, split_dir, find_classes
+    from src.dataset import bad_image_message, check_images, create_dataset, scan_split, split_dir, find_classes
     from src.model_utils.device import init_context
     from src.checkpoint import load_weights
     from src.fuse import fold_batchnorm
@@ -138,7 +138,14 @@ def run_eval(config) -> int:
         # and on CPU the native depthwise kernel
         folded = fold_batchnorm(net)
         apply_choice(folded, config.depthwise_kernel, config.device_target)
-        results[path] = evaluate(folded, dataset)
+        try:
+            results[path] = evaluate(folded, dataset)
+        except RuntimeError as err:  # an image the check did not catch: one line naming it, not a pipeline dump
+            message = bad_image_message(err)
+            if message is None:
+                raise
+            raise UserError(f"{message}, while reading the validation data: fix or remove it, or pass "
+                            "--skip_bad_images true to skip undecodable images") from None
         results[path]["seconds"] = round(time.time() - start, 2)
         if len(files) > 1:
             _LOG.info(format_result(path, results[path]))

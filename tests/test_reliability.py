@@ -449,3 +449,21 @@ def test_signal_stops_a_run_whose_data_read_is_blocked(tmp_path, sig):
     assert (f"stopped by {sig.name} at epoch 1 step 0 while waiting for data (a data read is blocked); resume with: "
             f"python train.py --resume {ckpt}") in out
     assert ckpt.is_file()
+
+
+def test_eval_with_check_off_stops_with_one_line_naming_the_image(tmp_path):
+    """eval.py meets a cut-off validation JPEG its check did not look at: one line naming it, exit 2."""
+    from src import create_model
+    from src.checkpoint import save_checkpoint_atomic, params_list
+    root = make_image_folder(tmp_path / "d", n_train=2, n_val=2)
+    bad = cut_jpeg(root / "val" / "dog" / "dog_1.jpg", seed=6, keep=0.6)
+    ckpt = tmp_path / "w.ckpt"
+    save_checkpoint_atomic(params_list(create_model("proxylessnas_mobile", num_classes=2)), str(ckpt))
+    proc = run_script(["eval.py", "--device_target", "CPU", "--dataset_path", root, "--checkpoint_path", ckpt,
+                       "--num_classes", "2", "--image_size", "32", "--val_batch_size", "2", "--work_nums", "1",
+                       "--check_images", "false"])
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.fullmatch(rf"error: cannot decode image {re.escape(str(bad))}: image file is truncated \(\d+ bytes not "
+                        r"processed\), while reading the validation data: fix or remove it, or pass "
+                        r"--skip_bad_images true to skip undecodable images", proc.stderr.strip()), proc.stderr
