@@ -26,9 +26,16 @@ _LOG = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-# Decompression-bomb guard off: ImageNet has legitimate large images; decoding is bounded by draft mode.
-Image.MAX_IMAGE_PIXELS = None
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _pillow_for_datasets() -> None:
+    """Pillow as image reading here needs it; set where images are read (importing this module changes nothing).
+
+    The decompression-bomb guard is off: ImageNet has legitimate large images, and decoding is bounded by
+    draft mode. Truncated files must fail, whatever another library set.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 # ---------------------------------------------------------------------------
@@ -58,6 +65,7 @@ def decode_image(data: bytes, min_side: int = 0) -> np.ndarray:
     ``min_side`` > 0 lets JPEG decoding shrink by a power of two while the short side stays
     >= min_side (much faster for large photos; used by evaluation, which resizes anyway).
     """
+    _pillow_for_datasets()
     with Image.open(io.BytesIO(data)) as img:
         if min_side and img.format == "JPEG":
             w, h = img.size
@@ -302,6 +310,7 @@ def _image_problem(path: str) -> Optional[str]:
     try:
         if os.path.getsize(path) == 0:
             return "empty file"
+        _pillow_for_datasets()
         with Image.open(path) as img:
             img.verify()
         with Image.open(path) as img:

@@ -100,6 +100,7 @@ def _output_path(config, files: List[str]) -> str:
 def run_eval(config) -> int:
     """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
     from src.dataset import bad_image_message, check_images, create_dataset, scan_split, split_dir, find_classes
+    from src.model_utils.config import Config
     from src.model_utils.device import init_context
     from src.checkpoint import load_weights
     from src.fuse import fold_batchnorm
@@ -118,6 +119,7 @@ def run_eval(config) -> int:
     if len(images.classes) != config.num_classes:
         raise UserError(f"the validation set has {len(images.classes)} classes but --num_classes is "
                         f"{config.num_classes}: pass --num_classes {len(images.classes)}")
+    config = Config(config)  # a copy: the caller's config is left as it was
     config.run_distribute = False
     init_context(config)
     net = create_model(config.arch, config.num_classes)

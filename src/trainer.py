@@ -218,6 +218,8 @@ class Trainer:
         self.early_log = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
         logging.getLogger().addHandler(self.early_log)
         self.stop_signal: Optional[str] = None
+        self._previous_handlers: Dict[int, Any] = {}
+        self._wakeup = None
         self.best_top1 = -1.0
         # epoch checkpoints already in the folder (a resumed run) count towards keep_checkpoint_max
         pattern = re.compile(rf"{re.escape(arch_tag(config.arch))}-(\d+)_\d+\.ckpt$")
@@ -491,7 +493,8 @@ class Trainer:
         """
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._wakeup = (previous, read_fd, write_fd)  # undone by close()
         self._waiting_since = None
 
         def watch() -> None:
@@ -499,8 +502,9 @@ class Trainer:
                 try:
                     got = os.read(read_fd, 1)
                 except OSError:
-                    return
-                if not got:
+                    got = b""
+                if not got:  # close() closed the writing end: the run is over
+                    os.close(read_fd)
                     return
                 if got[0] not in (signal.SIGINT, signal.SIGTERM):
                     continue
@@ -546,7 +550,29 @@ class Trainer:
     # -- signals ----------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+            previous = signal.signal(sig, self._on_signal)
+            if previous != self._on_signal:
+                self._previous_handlers.setdefault(sig, previous)  # the process's own, put back by close()
+
+    def close(self) -> None:
+        """Leave nothing of the run attached to the process: signal handlers, wakeup fd, log handlers, lock."""
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers.clear()
+        if self._wakeup is not None:
+            previous, read_fd, write_fd = self._wakeup
+            signal.set_wakeup_fd(previous)
+            os.close(write_fd)  # the watchdog thread reads end-of-file and returns
+            self._wakeup = None
+        root = logging.getLogger()
+        root.removeHandler(self.early_log)
+        if self.log_handler is not None:
+            root.removeHandler(self.log_handler)
+            self.log_handler.close()
+            self.log_handler = None
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signal.Signals(signum).name
@@ -665,11 +691,5 @@ def train(config) -> int:
     trainer = Trainer(config)
     try:
         return trainer.run()
-    finally:  # nothing of the run stays attached to the process: log buffer, train.log, the folder's lock
-        root = logging.getLogger()
-        root.removeHandler(trainer.early_log)
-        if trainer.log_handler is not None:
-            root.removeHandler(trainer.log_handler)
-            trainer.log_handler.close()
-        if trainer.lock is not None:
-            trainer.lock.close()
+    finally:
+        trainer.close()

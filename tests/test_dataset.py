@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import make_image_folder, run_script
 from src.dataset import (check_images, create_dataset, decode_image, fill_to, preprocess_image, read_image,
                          resize_size, scan_split, shard, split_dir)
 from src.errors import UserError
@@ -286,3 +286,15 @@ def test_shards_are_disjoint_equal_and_cover(tmp_path):
     two = [shard(train, r, 2, seed=1) for r in range(2)]
     assert [len(p) for p in two] == [7, 7]  # equal sizes: one image left out, never an uneven step count
     assert len(fill_to(two[0], 9)) == 9
+
+
+def test_importing_the_dataset_module_leaves_pillow_settings_alone():
+    """Pillow's decompression-bomb limit is lifted where this project reads images, not on import."""
+    code = ("import PIL.Image as I, PIL.ImageFile as F; limit = I.MAX_IMAGE_PIXELS; F.LOAD_TRUNCATED_IMAGES = True; "
+            "import src.dataset, src.trainer, src.evaluate, src.predict; "
+            "assert I.MAX_IMAGE_PIXELS == limit and F.LOAD_TRUNCATED_IMAGES, (I.MAX_IMAGE_PIXELS, limit); "
+            "import io, numpy as np; buf = io.BytesIO(); I.new('RGB', (8, 8)).save(buf, 'PNG'); "
+            "src.dataset.decode_image(buf.getvalue()); "
+            "assert I.MAX_IMAGE_PIXELS is None and not F.LOAD_TRUNCATED_IMAGES; print('ok')")
+    proc = run_script(["-c", code])
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -322,3 +322,40 @@ def test_default_lr_is_scaled_to_the_batch_and_trains(tmp_path):
     assert "learning rate 0.00305344 = lr_init 0.2 x global batch 16 / lr_base_batch 1048 (lr_scale auto" in (
         tmp_path / "auto" / "train.log").read_text()
     assert top1["auto"] >= 0.9 and top1["auto"] > top1["none"], top1
+
+
+def test_a_run_leaves_no_handlers_behind_in_the_process(data, tmp_path):
+    """train() in-process (as a notebook or the search would call it) restores signal handlers, the signal
+    wakeup fd and the root logger's handlers, and releases the run folder's lock."""
+    import fcntl
+    import logging
+    from src.model_utils.config import get_config
+    from src.trainer import train
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root_handlers = list(logging.getLogger().handlers)
+    config = get_config(["--device_target", "CPU", "--dataset_path", str(data), "--num_classes", "2",
+                         "--image_size", "32", "--train_batch_size", "2", "--epoch_size", "1", "--warmup_epochs", "0",
+                         "--work_nums", "1", "--eval_interval", "0", "--check_images", "false",
+                         "--save_ckpt_path", str(tmp_path), "--run_name", "r"])
+    assert train(config) == 0
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert logging.getLogger().handlers == root_handlers
+    assert signal.set_wakeup_fd(-1) == -1  # no wakeup fd left installed
+    with open(tmp_path / "r" / ".lock", "a") as f:  # the lock is free again
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_run_eval_leaves_its_config_as_given(baseline, data, tmp_path):
+    from src.evaluate import run_eval
+    from src.model_utils.config import get_config
+
+    run_dir, _ = baseline
+    config = get_config(["--device_target", "auto", "--dataset_path", str(data), "--num_classes", "2",
+                         "--image_size", "32", "--work_nums", "1", "--val_batch_size", "3",
+                         "--checkpoint_path", str(run_dir / "checkpoints" / "proxylessnas_mobile-3_4.ckpt"),
+                         "--eval_output", str(tmp_path / "eval.json")])
+    before = dict(config)
+    assert run_eval(config) == 0
+    assert dict(config) == before  # device_target still 'auto', run_distribute untouched
+    assert json.loads((tmp_path / "eval.json").read_text())["results"]
