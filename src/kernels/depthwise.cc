@@ -2,12 +2,14 @@
 //
 // MindSpore 2.10 hands oneDNN plain NCHW tensors, and for a depthwise (one group per channel)
 // convolution oneDNN then falls back to im2col + GEMM: most of ProxylessNAS's CPU time.  These
-// kernels compute the same convolution directly, one channel plane at a time.
+// kernels compute the same convolution directly on blocks of V channels (V = 8 for the AVX2 and
+// generic builds, 16 for the AVX-512 build, chosen at run time by src/native_depthwise.py).
 //
-// Layout: NCHW float32, square kernel k (odd), padding k / 2 on every side, dilation 1, stride S
-// (a template parameter; entry points exist for S = 1 and 2).  Every padded input plane is first
-// split by column phase (column j goes to phase j % S at position j / S), so that every inner loop
-// reads and writes contiguous memory and the compiler can vectorise it.
+// Layout: NCHW float32 in and out, square kernel k (odd), padding k / 2 on every side, dilation 1,
+// stride S (a template parameter; entry points exist for S = 1 and 2).  Each job copies V channels of
+// one image into a zero-padded, pixel-major buffer (V channels side by side per pixel), so that every
+// multiply-add is one V-wide vector operation whatever the map size or stride; results are copied
+// back to NCHW.  Jobs are spread over a pool of sleeping worker threads.
 //
 // Entry points follow MindSpore's AOT interface:
 //   int F(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
