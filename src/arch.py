@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from src.errors import UserError
 
@@ -142,6 +142,20 @@ def get_arch(name: str) -> NetSpec:
         raise UserError(f"unknown arch {name!r}: valid are {', '.join(sorted(ARCHS))} "
                         "(or a path to an official ProxylessNASNets .config/.json file)")
     return parse_arch(name=name, **ARCHS[name])
+
+
+def resolve_arch(arch: str) -> Tuple[NetSpec, Optional[int]]:
+    """The one resolver of an ``--arch`` value: a released name, or a path to an official .config/.json file.
+
+    Returns the NetSpec and the classifier size the file writes (None for a released name: its weights
+    define no class count of their own).
+    """
+    if arch in ARCHS:
+        return get_arch(arch), None
+    if str(arch).endswith((".config", ".json")) or Path(arch).is_file():
+        spec, classifier = spec_from_config(arch)
+        return spec, int(classifier["num_classes"])
+    return get_arch(arch), None  # raises the error that lists the valid names
 
 
 def group_stages(blocks: List[BlockSpec]) -> Tuple[Tuple[BlockSpec, ...], ...]:

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from src.arch import ARCHS, NetSpec, get_arch, spec_from_config
+from src.arch import ARCHS, NetSpec, get_arch, resolve_arch
 from src.errors import UserError
 
 _LOG = logging.getLogger(__name__)
@@ -55,9 +55,7 @@ class _ConvBN:
 
 def resolve_spec(arch: str) -> NetSpec:
     """The NetSpec of a registered variant name or of an official ``.config``/``.json`` file."""
-    if str(arch).endswith((".config", ".json")):
-        return spec_from_config(arch)[0]
-    return get_arch(arch)
+    return resolve_arch(arch)[0]
 
 
 def _conv_bn_layers(spec: NetSpec) -> List[_ConvBN]:

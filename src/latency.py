@@ -300,15 +300,11 @@ def _distinct(layers: Iterable[Layer]) -> List[Layer]:
 
 
 def resolve_arch(arch: str):
-    """The NetSpec and class count of ``arch``: a released name or a path to an official .config/.json."""
-    from src.arch import ARCHS, get_arch, spec_from_config
+    """The NetSpec and class count of ``arch`` (see :func:`src.arch.resolve_arch`; 1000 for a released name)."""
+    from src.arch import resolve_arch as resolve
 
-    if arch in ARCHS:
-        return get_arch(arch), 1000
-    if str(arch).endswith((".config", ".json")) or Path(arch).is_file():
-        spec, extra = spec_from_config(arch)
-        return spec, int(extra["num_classes"])
-    return get_arch(arch), 1000  # raises the error that lists the valid names
+    spec, classes = resolve(arch)
+    return spec, classes or 1000
 
 
 def layers_to_build(image_size: int, space: str = "default", arch: Optional[str] = None, num_classes: int = 1000,

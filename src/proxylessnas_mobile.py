@@ -17,7 +17,7 @@ import mindspore.nn as nn
 from mindspore import ops
 from mindspore.common.initializer import Normal, Uniform, Zero
 
-from src.arch import NetSpec, BlockSpec, get_arch, spec_from_config, spec_to_config
+from src.arch import NetSpec, BlockSpec, get_arch, resolve_arch, spec_to_config
 from src.errors import UserError
 
 BN_MOMENTUM = 0.9  # MindSpore convention: PyTorch's momentum 0.1
@@ -165,11 +165,7 @@ def create_model(name: str = "proxylessnas_mobile", num_classes: Optional[int] =
         raise UserError(f"create_model got unknown options {sorted(options)}: valid are num_classes, dropout_rate")
     if name in _MODELS:
         return _MODELS[name](num_classes=1000 if num_classes is None else num_classes, dropout_rate=dropout_rate)
-    if str(name).endswith((".config", ".json")):
-        spec, classifier = spec_from_config(name)
-        if num_classes is None:
-            num_classes = int(classifier.get("num_classes") or 1000)
-        return ProxylessNAS(spec, num_classes=num_classes, dropout_rate=dropout_rate)
-    raise UserError(f"unknown arch {name!r}: valid are {', '.join(list_models())} "
-                    "or a path to an official ProxylessNASNets .config/.json file")
+    spec, written = resolve_arch(name)  # an official config file, or the error naming the valid names
+    classes = num_classes if num_classes is not None else (written or 1000)
+    return ProxylessNAS(spec, num_classes=classes, dropout_rate=dropout_rate)
 

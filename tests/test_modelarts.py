@@ -50,7 +50,7 @@ def test_train_eval_export_copy_in_and_out(modelarts):
                                                            cache / "data" / "train" / "dog"]
     ckpt = obs / "train_out" / "output" / "job" / "checkpoints" / "proxylessnas_mobile-1_4.ckpt"
     assert ckpt.is_file() and (obs / "train_out" / "output" / "job" / "train.log").is_file()
-    assert f"data shard: rank 0 of 1: 8 of 8 training images" in train.stdout
+    assert "data shard: rank 0 of 1: 8 of 8 training images" in train.stdout
     assert str(cache / "data") in (obs / "train_out" / "output" / "job" / "config.yaml").read_text()
 
     evaluation = run_script(["eval.py", *TINY, "--data_url", obs / "data", "--train_url", obs / "eval_out",
