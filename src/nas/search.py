@@ -27,14 +27,14 @@ from mindspore import ops
 
 from src.arch import spec_to_config
 from src.checkpoint import read_checkpoint, save_checkpoint_atomic
-from src.dataset import ImageList, create_dataset, scan_split, shard
+from src.dataset import ImageList, create_dataset, scan_training_set, shard
 from src.errors import UserError
 from src.loss import CrossEntropySmooth
 from src.lr_generator import get_lr
 from src.model_utils.device import ParallelInfo, init_context
 from src.nas.cost import CostModel, check_target, flops_model, latency_model, softmax_np
 from src.nas.optim import ArchAdam, PathSGD
-from src.nas.space import default_space
+from src.latency import build_command, default_space
 from src.nas.steps import (ArchObjective, Reinforce, arch_step_full_v2, arch_step_two, sample_pairs, sample_paths,
                            weight_step)
 from src.nas.supernet import SuperNet
@@ -105,9 +105,8 @@ class Search:
         if c.target == "latency":
             check_target("target_latency", c.target_latency)
             if not c.latency_table and (c.latency_loss != "none" or c.arch_algo == "rl"):
-                raise UserError("--latency_table is needed for a latency target (measure one with `python "
-                                f"tools/latency.py build --runtime onnxruntime --image_size {c.image_size} "
-                                "--space default --output TABLE.yaml`), or pass --latency_loss none")
+                raise UserError("--latency_table is needed for a latency target (measure one with "
+                                f"`{build_command(c.image_size, output='TABLE.yaml')}`), or pass --latency_loss none")
         else:
             check_target("target_flops", c.target_flops)
 
@@ -127,10 +126,7 @@ class Search:
 
     def _data(self) -> None:
         c, info = self.config, self.info
-        everything = scan_split(c, "train")
-        if len(everything.classes) != c.num_classes:
-            raise UserError(f"the training set has {len(everything.classes)} classes but --num_classes is "
-                            f"{c.num_classes}: pass --num_classes {len(everything.classes)}")
+        everything = scan_training_set(c)
         train, valid = split_validation(everything, c.valid_per_class, c.valid_fraction, c.valid_seed)
         self.train_images = shard(train, info.rank, info.group_size, c.random_seed)
         self.valid_images = shard(valid, info.rank, info.group_size, c.random_seed)
