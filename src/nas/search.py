@@ -82,7 +82,7 @@ class Search:
 
     def __init__(self, config):
         c = config
-        c.mode = "PYNATIVE"  # each step runs another network: PyNative (see ../shared/reference/search_notes.md)
+        c.mode = "PYNATIVE"  # each step runs another network (README: why not GRAPH)
         if not c.run_name:
             c.run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
         self.config = c
