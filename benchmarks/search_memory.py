@@ -57,7 +57,7 @@ def child(kind: str, image_size: int, batch: int, steps: int, width_mult: float)
             step_net(images, labels).asnumpy()
     else:
         from src.nas.optim import ArchAdam, PathSGD
-        from src.nas.space import default_space
+        from src.latency import default_space
         from src.nas.steps import ArchObjective, arch_step_two, sample_pairs, sample_paths, weight_step
         from src.nas.supernet import SuperNet
 

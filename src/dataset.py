@@ -363,6 +363,15 @@ def scan_split(config, split: str, classes: Optional[Sequence[str]] = None) -> I
     return scan_image_folder(folder, classes)
 
 
+def scan_training_set(config) -> ImageList:
+    """The training image list of a config, whose class count must be ``--num_classes``."""
+    images = scan_split(config, "train")
+    if len(images.classes) != config.num_classes:
+        raise UserError(f"the training set has {len(images.classes)} classes but --num_classes is "
+                        f"{config.num_classes}: pass --num_classes {len(images.classes)}")
+    return images
+
+
 def shard(images: ImageList, rank: int, group_size: int, seed: int) -> ImageList:
     """This rank's part of the training set: a fixed random permutation dealt out round-robin.
 

@@ -131,6 +131,23 @@ class CellSpace:
         return mbconv_key(self.in_size, self.in_channels, self.out_channels, expand, kernel, self.stride,
                           self.shortcut)
 
+    @property
+    def op_names(self) -> List[str]:
+        """Names of the choices in order, official style: ``3x3_MBConv3`` ... and ``Zero`` last where allowed."""
+        return [f"{k}x{k}_MBConv{_fmt(e)}" for k, e in self.candidates] + (["Zero"] if self.zero else [])
+
+    def block(self, choice: int):
+        """The BlockSpec of one choice, an index into ``op_names`` (the index after the candidates is Zero)."""
+        from src.arch import BlockSpec
+
+        if not 0 <= int(choice) < len(self.op_names):
+            raise UserError(f"choice {choice!r} is not one of the {len(self.op_names)} ops of this cell "
+                            f"({', '.join(self.op_names)})")
+        if choice == len(self.candidates):
+            return BlockSpec(self.in_channels, self.in_channels, zero=True)
+        kernel, expand = self.candidates[int(choice)]
+        return BlockSpec(self.in_channels, self.out_channels, int(kernel), self.stride, expand)
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -155,6 +172,13 @@ class SearchSpace:
         return out_size(self.image_size, self.stem_stride)
 
     @property
+    def first_block(self):
+        """The fixed first block: MBConv expand 1, stride 1, stem width -> first-block width."""
+        from src.arch import BlockSpec
+
+        return BlockSpec(self.stem_channels, self.first_block_channels, self.first_block_kernel, 1, 1)
+
+    @property
     def last_channels(self) -> int:
         return self.cells[-1].out_channels if self.cells else self.first_block_channels
 
@@ -173,14 +197,31 @@ class SearchSpace:
             "logits": logits_key(self.feature_size, self.head_channels, self.num_classes),
         }
 
+    def spec(self, choices: Sequence[int], name: str = "searched"):
+        """The NetSpec with one choice per cell, each an index into the cell's ``op_names``."""
+        if len(choices) != len(self.cells):
+            raise UserError(f"{len(choices)} choices for {len(self.cells)} cells of the search space")
+        return self.net_spec([cell.block(int(c)) for cell, c in zip(self.cells, choices)], name)
+
+    def net_spec(self, cell_blocks: Sequence[Any], name: str):
+        """The NetSpec of this space's fixed layers around one BlockSpec per cell."""
+        from src.arch import NetSpec, group_stages
+
+        return NetSpec(stem_channels=self.stem_channels, head_channels=self.head_channels,
+                       stages=group_stages([self.first_block, *cell_blocks]), in_channels=self.in_channels,
+                       stem_kernel=self.stem_kernel, stem_stride=self.stem_stride, name=name)
+
 
 def _check_positive(name: str, value: Any, minimum: float = 1) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
         raise UserError(f"{name} must be a number >= {minimum}, got {value!r}")
 
 
-def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: int = 1000) -> SearchSpace:
+def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: int = 1000,
+                  candidates: Optional[Sequence[Tuple[int, float]]] = None) -> SearchSpace:
     """The official search space (stem, first block, 21 mixed cells, feature mix, classifier) at this input.
+
+    ``candidates`` narrows the (kernel, expand) choices of every cell (small supernets for tests).
 
     Widths follow the official ``SuperProxylessNASNets`` (checked against mit-han-lab/proxylessnas,
     search/models/super_nets/super_proxyless.py): stem, first block and every stage width are
@@ -190,6 +231,7 @@ def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: i
     _check_positive("num_classes", num_classes)
     if not width_mult > 0:
         raise UserError(f"width_mult must be > 0, got {width_mult!r}")
+    candidates = tuple((int(k), e) for k, e in candidates) if candidates else DEFAULT_CANDIDATES
     stem = make_divisible(STEM_CHANNELS * width_mult)
     first = make_divisible(FIRST_BLOCK_CHANNELS * width_mult)
     head = make_divisible(HEAD_CHANNELS * width_mult) if width_mult > 1.0 else HEAD_CHANNELS
@@ -200,7 +242,7 @@ def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: i
         width = make_divisible(width * width_mult)
         for i in range(count):
             stride = stage_stride if i == 0 else 1
-            cells.append(CellSpace(size, channels, width, stride, DEFAULT_CANDIDATES,
+            cells.append(CellSpace(size, channels, width, stride, candidates,
                                    zero=stride == 1 and channels == width))
             size, channels = out_size(size, stride), width
     return SearchSpace(image_size=int(image_size), num_classes=int(num_classes), width_mult=float(width_mult),
@@ -209,23 +251,21 @@ def default_space(image_size: int = 224, width_mult: float = 1.0, num_classes: i
 
 def space_spec(space: SearchSpace, choices: Sequence[Optional[Tuple[int, float]]], name: str = "custom"):
     """The NetSpec of one network of ``space``: per cell a (kernel, expand) candidate, or None for Zero."""
-    from src.arch import BlockSpec, NetSpec, group_stages
+    from src.arch import BlockSpec
 
     if len(choices) != len(space.cells):
         raise UserError(f"{len(choices)} choices for {len(space.cells)} cells of the search space")
-    blocks = [BlockSpec(space.stem_channels, space.first_block_channels, space.first_block_kernel, 1, 1)]
+    blocks = []
     for i, (cell, choice) in enumerate(zip(space.cells, choices)):
         if choice is None:
             if not cell.zero:
                 raise UserError(f"cell {i} cannot be Zero (stride {cell.stride}, {cell.in_channels} -> "
                                 f"{cell.out_channels} channels)")
-            blocks.append(BlockSpec(cell.in_channels, cell.in_channels, zero=True))
+            blocks.append(cell.block(len(cell.candidates)))
         else:
             kernel, expand = choice
             blocks.append(BlockSpec(cell.in_channels, cell.out_channels, int(kernel), cell.stride, expand))
-    return NetSpec(stem_channels=space.stem_channels, head_channels=space.head_channels,
-                   stages=group_stages(blocks), in_channels=space.in_channels, stem_kernel=space.stem_kernel,
-                   stem_stride=space.stem_stride, name=name)
+    return space.net_spec(blocks, name)
 
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
-from src.dataset import bad_image_message, check_images, create_dataset, fill_to, scan_split, shard, split_dir
+from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_split, scan_training_set,
+                         shard, split_dir)
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
@@ -282,10 +283,7 @@ class Trainer:
     # -- data ---------------------------------------------------------------
     def _data(self) -> None:
         c, info = self.config, self.info
-        train_all = scan_split(c, "train")
-        if len(train_all.classes) != c.num_classes:
-            raise UserError(f"the training set has {len(train_all.classes)} classes but --num_classes is "
-                            f"{c.num_classes}: pass --num_classes {len(train_all.classes)}")
+        train_all = scan_training_set(c)
         mine = shard(train_all, info.rank, info.group_size, c.random_seed)
         per_rank = len(mine)
         if c.check_images:

@@ -74,6 +74,25 @@ def test_custom_yaml_is_partial_and_checked(tmp_path):
         get_config(["--config_path", str(path)])
 
 
+def test_extra_defaults_add_keys_that_a_custom_yaml_and_the_command_line_may_set(tmp_path):
+    extra = tmp_path / "tool.yaml"
+    extra.write_text("depth: 3\nepoch_size: 7\n---\ndepth: 'Blocks.'\n---\ndepth: [3, 4, 5]\n")
+    cfg = get_config(["--depth", "5"], extra_defaults=extra)
+    assert cfg.depth == 5 and cfg.epoch_size == 7 and cfg.val_batch_size == 125
+    assert cfg.config_path == str(extra)
+    user = tmp_path / "user.yaml"
+    user.write_text("depth: 4\nlr_init: 2\n")
+    cfg = get_config(["--config_path", str(user)], extra_defaults=extra)
+    assert (cfg.depth, cfg.epoch_size, cfg.lr_init) == (4, 7, 2.0) and cfg.config_path == str(user)
+    user.write_text("deph: 4\n")
+    with pytest.raises(UserError, match="unknown key 'deph'.*did you mean --depth"):
+        get_config(["--config_path", str(user)], extra_defaults=extra)
+    with pytest.raises(UserError, match="--depth: 9 is not one of 3, 4, 5"):
+        get_config(["--depth", "9"], extra_defaults=extra)
+    with pytest.raises(UserError, match="unknown option --depth"):
+        get_config(["--depth", "5"])  # without extra_defaults the key is unknown
+
+
 def test_importing_config_parses_nothing():
     # argv full of garbage must not matter at import time
     code = "import sys; sys.argv=['x','--nonsense']; import src.model_utils.config, src; print('ok')"

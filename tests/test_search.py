@@ -12,10 +12,9 @@ ms.set_context(mode=ms.PYNATIVE_MODE)
 
 from src.arch import spec_from_config, spec_to_config  # noqa: E402
 from src.errors import UserError  # noqa: E402
-from src.latency import conv_key, feature_mix_key, logits_key, mbconv_key  # noqa: E402
 from src.nas import cost as cost_mod  # noqa: E402
 from src.nas.optim import ArchAdam, PathSGD, rescale_pair  # noqa: E402
-from src.nas.space import default_space  # noqa: E402
+from src.latency import default_space  # noqa: E402
 from src.nas.steps import (ArchObjective, Reinforce, arch_grads_full_v2, arch_grads_two, gate_chain,  # noqa: E402
                            sample_pairs, sample_paths, weight_step)
 from src.nas.supernet import SuperNet  # noqa: E402
@@ -39,15 +38,10 @@ def write_table(path, space, block_ms=lambda cell, k, e: k * e / 10.0):
     """A latency table for every key of ``space``, costs from ``block_ms`` (written as the official YAML)."""
     import yaml
 
-    first = space.first_block
-    entries = {conv_key(space.image_size, 3, space.stem_channels): 0.5,
-               mbconv_key(space.stem_size, first.in_channels, first.out_channels, 1, 3, 1, False): 0.25,
-               feature_mix_key(space.feature_size, space.last_channels, space.head_channels): 0.125,
-               logits_key(space.feature_size, space.head_channels, space.num_classes): 0.0625}
+    entries = dict(zip(space.fixed_keys().values(), (0.5, 0.25, 0.125, 0.0625)))
     for cell in space.cells:
         for k, e in cell.candidates:
-            key = mbconv_key(cell.in_size, cell.in_channels, cell.out_channels, e, k, cell.stride, cell.shortcut)
-            entries[key] = block_ms(cell, k, e)
+            entries[cell.key(k, e)] = block_ms(cell, k, e)
     path.write_text(yaml.safe_dump({k: {"count": 10, "mean": float(v), "var": 0.0} for k, v in entries.items()}))
     return path
 
@@ -209,9 +203,19 @@ def test_official_table_at_224_and_missing_keys(tmp_path):
     model = cost_mod.latency_model(space, str(OFFICIAL_LATENCY_TABLE))
     assert len(model.per_edge) == 21 and sum(len(c) for c in model.per_edge) == 141
     # mobile: the published argmax network's predicted latency from the same table, by construction of the sum
-    with pytest.raises(UserError, match=r"has no entry 'Conv-input:32x32x3-output:16x16x32'.*"
-                                        r"python tools/latency.py build .*--image_size 32"):
+    with pytest.raises(UserError, match=r"measured at image size 224, not 32: use --image_size 224, or build a "
+                                        r"table at 32 with `python tools/latency.py build .*--image_size 32"):
         cost_mod.latency_model(default_space(32), str(OFFICIAL_LATENCY_TABLE))
+    # a table of the right size without one key the space needs: that key and the build command are named
+    small = default_space(**SMALL)
+    table = write_table(tmp_path / "t.yaml", small)
+    lines = table.read_text().splitlines()
+    missing = small.cells[3].key(5, 6)
+    start = lines.index(f"{missing}:")
+    table.write_text("\n".join(lines[:start] + lines[start + 4:]) + "\n")
+    with pytest.raises(UserError, match=rf"has no entry '{missing}': measure it with `python tools/latency.py "
+                                        rf"build --runtime onnxruntime --image_size 32 --space default"):
+        cost_mod.latency_model(small, str(table))
     with pytest.raises(UserError, match="must be a positive number, got -1"):
         cost_mod.check_target("target_latency", -1)
 

@@ -21,7 +21,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    from src.nas.space import default_space
+    from src.latency import default_space
 
     return write_table(tmp_path_factory.mktemp("table") / "t.yaml", default_space(32, 0.25, 3))
 
@@ -98,8 +98,8 @@ def run_main(argv, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--latency_table", OFFICIAL_LATENCY_TABLE],
-     r"^error: latency table .*mobile_trim.yaml has no entry 'Conv-input:32x32x3-output:16x16x8' \(needed at "
-     r"image size 32\): measure a table for this size with `python tools/latency.py build .*--image_size 32"),
+     r"^error: latency table .*mobile_trim.yaml was measured at image size 224, not 32: use --image_size 224, or "
+     r"build a table at 32 with `python tools/latency.py build .*--image_size 32"),
     (["--target_latency", "0"], r"^error: --target_latency must be a positive number, got 0.0$"),
     (["--target", "flops", "--target_flops", "-5"], r"^error: --target_flops must be a positive number, got -5.0$"),
     (["--binary_mode", "three"], r"^error: --binary_mode: 'three' is not one of two, full_v2$"),

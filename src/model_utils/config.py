@@ -218,24 +218,40 @@ def format_help(values: Dict[str, Any], helps: Dict[str, str], choices: Dict[str
     return "\n".join(lines)
 
 
-def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] = None) -> Config:
-    """Resolve the configuration: YAML file (``--config_path`` or default) plus ``--key value`` overrides."""
+def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] = None,
+               extra_defaults: Optional[Path] = None) -> Config:
+    """Resolve the configuration: default_config.yaml, ``extra_defaults``, the YAML file, ``--key value`` overrides.
+
+    The YAML file is ``--config_path`` (else ``config_path``); it may be partial, and every key it sets must be
+    a known one. ``extra_defaults`` is a YAML (values, help, choices) whose keys join the known ones on top of
+    default_config.yaml: a tool with options of its own (the search: configs/search_default.yaml).
+    """
     argv = sys.argv[1:] if argv is None else argv
     path_arg, overrides, want_help = parse_overrides(argv)
-    path = Path(path_arg or config_path or DEFAULT_CONFIG)
-    values, helps, choices = load_yaml(path)
+    extra = Path(extra_defaults) if extra_defaults else None
+    layers = [DEFAULT_CONFIG] if DEFAULT_CONFIG.is_file() else []
+    layers += [extra] if extra else []
+    layers += [Path(path_arg or config_path)] if path_arg or config_path else []
+    layers = layers or [DEFAULT_CONFIG]  # no default file and nothing else: load_yaml names the missing file
+    values: Dict[str, Any] = {}
+    helps: Dict[str, str] = {}
+    choices: Dict[str, List[Any]] = {}
+    read: List[Path] = []
+    for layer in layers:
+        if layer.resolve() in read:  # --config_path default_config.yaml
+            continue
+        read.append(layer.resolve())
+        more, more_help, more_choices = load_yaml(layer)
+        if values:  # a later file may be partial: keys it lacks keep the earlier values
+            for key in more:
+                if key not in values and layer is not extra:
+                    raise UserError(f"unknown key {key!r} in {layer}{_closest(key, list(values))}")
+            more = {k: convert_value(k, v, values[k], str(layer)) if k in values else v for k, v in more.items()}
+        values, helps, choices = {**values, **more}, {**helps, **more_help}, {**choices, **more_choices}
+    path = layers[-1]
     if want_help:
         print(format_help(values, helps, choices, os.path.basename(sys.argv[0] or "script.py")))
         raise SystemExit(0)
-    # A custom YAML may be partial: keys it lacks take the defaults, and its own keys must be known ones.
-    if path.resolve() != DEFAULT_CONFIG.resolve() and DEFAULT_CONFIG.is_file():
-        base, base_help, base_choices = load_yaml(DEFAULT_CONFIG)
-        for key in values:
-            if key not in base:
-                raise UserError(f"unknown key {key!r} in {path}{_closest(key, list(base))}")
-        values = {**base, **{k: convert_value(k, v, base[k], str(path)) for k, v in values.items()}}
-        helps = {**base_help, **helps}
-        choices = {**base_choices, **choices}
     cfg = dict(values)
     for key, text in overrides.items():
         if key not in values:

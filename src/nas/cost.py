@@ -16,47 +16,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from src.errors import UserError
 from src.flops import block_macs, conv_macs
-from src.latency import conv_key, feature_mix_key, logits_key, mbconv_key
-from src.nas.space import SearchSpace
+from src.latency import LatencyTable, SearchSpace, check_image_size
 
 LATENCY_LOSSES = ("mul#log", "add#linear", "none")
 MUL_LOG_ALPHA, MUL_LOG_BETA, MUL_LOG_REF = 0.2, 0.3, 80.0
 ADD_LINEAR_LAMBDA = 0.1
-
-
-def build_command(image_size: int, output: str = "TABLE.yaml") -> str:
-    """The command that measures a latency table for the default space at this input size."""
-    return (f"python tools/latency.py build --runtime onnxruntime --image_size {image_size} --space default "
-            f"--output {output}")
-
-
-def load_table(path: str) -> Tuple[Dict[str, float], Dict]:
-    """Mean latency (ms) per key of an official-format YAML table, and its ``_meta`` record (may be empty)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"latency table not found: {p} (measure one with `{build_command('SIZE', str(p))}`)")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"latency table {p} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"latency table {p} holds no entries: expected 'KEY: {{count, mean, var}}' records")
-    meta = data.pop("_meta", None) or {}
-    means = {}
-    for key, record in data.items():
-        if not isinstance(record, dict) or not isinstance(record.get("mean"), (int, float)):
-            raise UserError(f"latency table {p}: entry {key!r} has no numeric 'mean'")
-        means[str(key)] = float(record["mean"])
-    return means, meta
 
 
 @dataclass
@@ -100,32 +70,17 @@ def softmax_np(x: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
-def _lookup(means: Dict[str, float], key: str, source: str, image_size: int) -> float:
-    if key not in means:
-        raise UserError(f"latency table {source} has no entry {key!r} (needed at image size {image_size}): "
-                        f"measure a table for this size with `{build_command(image_size)}`")
-    return means[key]
+def latency_model(space: SearchSpace, table: Union[str, LatencyTable]) -> CostModel:
+    """Cost model in milliseconds from a latency table (a path or a loaded table) measured at the space's input size.
 
-
-def latency_model(space: SearchSpace, table_path: str) -> CostModel:
-    """Cost model in milliseconds from a latency table measured at the space's input size."""
-    means, meta = load_table(table_path)
-    size = space.image_size
-
-    def get(key: str) -> float:
-        return _lookup(means, key, table_path, size)
-
-    first = space.first_block
-    fixed = (get(conv_key(size, 3, space.stem_channels, 2))
-             + get(mbconv_key(space.stem_size, first.in_channels, first.out_channels, 1, 3, 1, False))
-             + get(feature_mix_key(space.feature_size, space.last_channels, space.head_channels))
-             + get(logits_key(space.feature_size, space.head_channels, space.num_classes))
-             + float(meta.get("call_overhead_ms", 0.0)))
-    per_edge = []
-    for cell in space.cells:
-        costs = [get(mbconv_key(cell.in_size, cell.in_channels, cell.out_channels, e, k, cell.stride, cell.shortcut))
-                 for k, e in cell.candidates]
-        per_edge.append(np.array(costs + [0.0] * cell.zero, np.float64))
+    A table of another input size, or one without a key the space needs, is a UserError naming the size or
+    the key and the ``tools/latency.py build`` command that measures it.
+    """
+    table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
+    check_image_size(table, space.image_size)
+    fixed = math.fsum(table.mean(key) for key in space.fixed_keys().values()) + table.call_overhead_ms
+    per_edge = [np.array([table.mean(cell.key(k, e)) for k, e in cell.candidates] + [0.0] * cell.zero, np.float64)
+                for cell in space.cells]
     return CostModel(fixed, per_edge, "ms")
 
 

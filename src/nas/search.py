@@ -27,18 +27,19 @@ from mindspore import ops
 
 from src.arch import spec_to_config
 from src.checkpoint import read_checkpoint, save_checkpoint_atomic
-from src.dataset import ImageList, create_dataset, scan_split, shard
+from src.dataset import ImageList, create_dataset, scan_training_set, shard
 from src.errors import UserError
 from src.loss import CrossEntropySmooth
 from src.lr_generator import get_lr
 from src.model_utils.device import ParallelInfo, init_context
 from src.nas.cost import CostModel, check_target, flops_model, latency_model, softmax_np
 from src.nas.optim import ArchAdam, PathSGD
-from src.nas.space import default_space
+from src.latency import build_command, default_space
 from src.nas.steps import (ArchObjective, Reinforce, arch_step_full_v2, arch_step_two, sample_pairs, sample_paths,
                            weight_step)
 from src.nas.supernet import SuperNet
-from src.trainer import MetricsLog, format_seconds, resolve_run_dir, weights_digest
+from src.trainer import (MetricsLog, create_run_dir, format_seconds, lock_run_dir, move_earlier_run_aside,
+                         resolve_run_dir, run_dir_in_use, weights_digest)
 
 _LOG = logging.getLogger(__name__)
 CHECKPOINT = "search-last.ckpt"
@@ -81,7 +82,7 @@ class Search:
 
     def __init__(self, config):
         c = config
-        c.mode = "PYNATIVE"  # each step runs another network: PyNative (see ../shared/reference/search_notes.md)
+        c.mode = "PYNATIVE"  # each step runs another network (README: why not GRAPH)
         if not c.run_name:
             c.run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
         self.config = c
@@ -93,10 +94,7 @@ class Search:
         self.run_dir = resolve_run_dir(c, self.info)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.info.is_main)
         self.arch_log = MetricsLog(self.run_dir / "arch.jsonl", self.info.is_main)
-        if self.info.is_main:
-            handler = logging.FileHandler(self.run_dir / "search.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-            logging.getLogger().addHandler(handler)
+        self.lock, self.log_handler = None, None  # made with the run folder, once the inputs are valid (_open_run_dir)
         self.reduce = self._reducer()
 
     # -- setup ------------------------------------------------------------------
@@ -105,9 +103,8 @@ class Search:
         if c.target == "latency":
             check_target("target_latency", c.target_latency)
             if not c.latency_table and (c.latency_loss != "none" or c.arch_algo == "rl"):
-                raise UserError("--latency_table is needed for a latency target (measure one with `python "
-                                f"tools/latency.py build --runtime onnxruntime --image_size {c.image_size} "
-                                "--space default --output TABLE.yaml`), or pass --latency_loss none")
+                raise UserError("--latency_table is needed for a latency target (measure one with "
+                                f"`{build_command(c.image_size, output='TABLE.yaml')}`), or pass --latency_loss none")
         else:
             check_target("target_flops", c.target_flops)
 
@@ -127,10 +124,7 @@ class Search:
 
     def _data(self) -> None:
         c, info = self.config, self.info
-        everything = scan_split(c, "train")
-        if len(everything.classes) != c.num_classes:
-            raise UserError(f"the training set has {len(everything.classes)} classes but --num_classes is "
-                            f"{c.num_classes}: pass --num_classes {len(everything.classes)}")
+        everything = scan_training_set(c)
         train, valid = split_validation(everything, c.valid_per_class, c.valid_fraction, c.valid_seed)
         self.train_images = shard(train, info.rank, info.group_size, c.random_seed)
         self.valid_images = shard(valid, info.rank, info.group_size, c.random_seed)
@@ -224,10 +218,39 @@ class Search:
         return correct / max(total, 1)
 
     # -- loop -------------------------------------------------------------------------
-    def run(self) -> int:
+    def _open_run_dir(self) -> None:
+        """Create the run folder (as training does: an earlier run moved aside with --overwrite), lock, search.log."""
         c = self.config
+        if self.info.is_main and c.overwrite and not c.resume and run_dir_in_use(self.run_dir):
+            move_earlier_run_aside(self.run_dir)
+        create_run_dir(self.run_dir, self.info)
+        if self.info.is_main:
+            self.lock = lock_run_dir(self.run_dir)
+            self.log_handler = logging.FileHandler(self.run_dir / "search.log")
+            self.log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                                            "%Y-%m-%d %H:%M:%S"))
+            logging.getLogger().addHandler(self.log_handler)
+
+    def _close_run_dir(self) -> None:
+        """Release search.log and the lock (the process may go on: tests call search.main in-process)."""
+        if self.log_handler is not None:
+            logging.getLogger().removeHandler(self.log_handler)
+            self.log_handler.close()
+        if self.lock is not None:
+            self.lock.close()
+
+    def run(self) -> int:
+        """Validate the data and model, open the run folder, search, write the result."""
         self._data()
         self._model()
+        self._open_run_dir()
+        try:
+            return self._run()
+        finally:
+            self._close_run_dir()
+
+    def _run(self) -> int:
+        c = self.config
         if self.info.is_main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
         total_epochs = c.warmup_epochs + c.epoch_size

@@ -25,7 +25,7 @@ from mindspore import ops
 from mindspore.common.initializer import Uniform, Zero
 
 from src.arch import NetSpec
-from src.nas.space import CellSpace, SearchSpace
+from src.latency import CellSpace, SearchSpace
 from src.proxylessnas_mobile import ConvBNAct, MBConv, ProxylessNAS, ProxylessUnit
 
 ALPHA_NAME, GATES_NAME = "alpha", "gates"
@@ -80,7 +80,8 @@ class SuperNet(nn.Cell):
         self.space = space
         rng = np.random.default_rng(seed)
         features: "OrderedDict[str, nn.Cell]" = OrderedDict()
-        features["init_block"] = ConvBNAct(3, space.stem_channels, 3, 2, bn_eps=bn_eps)
+        features["init_block"] = ConvBNAct(space.in_channels, space.stem_channels, space.stem_kernel, space.stem_stride,
+                                           bn_eps=bn_eps)
         # stage/unit names as group_stages gives them for any choice: strides are fixed per cell
         stages: List["OrderedDict[str, nn.Cell]"] = [OrderedDict(unit1=ProxylessUnit(space.first_block, bn_eps))]
         self.edge_names: List[str] = []
