@@ -4,11 +4,13 @@
 
 For ONNX Runtime with 1 thread and with its default threads, and for MindSpore (GRAPH mode, default
 threads): builds a table of the four released networks' layers (``--space released``), predicts each
-network from it and measures it end to end with the same runtime and threads. ONNX Runtime 1 thread is
+network from it (with the joins between layers the table measured) and measures it end to end with the
+same runtime and threads, in the same timing rounds and again on its own. ONNX Runtime 1 thread is
 done with both timing orders (``rotation`` and ``sequential``) so the effect of the cache state on the
 tables shows; the others use the order ``build`` picks by default. Then it times a whole default-space
 build at 224 (what the architecture search needs) with ONNX Runtime 1 thread. Writes
-``latency_check.md`` and ``latency_check.json`` into ``--out``, with the load average before and after
+``latency_check.md`` and ``latency_check.json`` into ``--out`` (``latency_check_SIZE.*`` for another
+``--image_size``), with the load average before and after
 every part: on a busy machine the numbers say little.
 """
 from __future__ import annotations
@@ -40,22 +42,32 @@ def _load() -> List[float]:
 
 def check_setup(runtime: str, threads: Optional[int], order: str, image_size: int, warmup: int,
                 runs: int) -> Dict[str, Any]:
-    """Build the released-networks table for one setup, then predict and measure each network."""
+    """Build the released-networks table for one setup, then predict and measure each network.
+
+    Each network is measured twice: whole, in the same timing rounds as the table's layers (the comparison
+    that holds on a shared machine: both see the same load), and on its own afterwards as
+    ``tools/latency.py check`` does.
+    """
     from src.arch import get_arch
     from src.latency import build_table, measure_network, network_summary, predict_latency
 
     load_before = _load()
+    specs = [get_arch(name) for name in NETWORKS]
     table = build_table(runtime, image_size, space="released", threads=threads, warmup=warmup, runs=runs,
-                        order=order)
+                        order=order, networks=specs)
     rows = []
-    for name in NETWORKS:
-        spec = get_arch(name)
-        predicted, _ = predict_latency(table, spec, image_size, 1000)
-        measured = measure_network(spec, image_size, 1000, runtime, threads, warmup=warmup, runs=runs)
-        rows.append({"network": name, "summary": network_summary(spec, image_size, 1000),
-                     "predicted_ms": predicted, "measured_ms": measured, "ratio": predicted / measured})
-        _LOG.info("%s %s threads %s %s: predicted %.2f ms, measured %.2f ms, ratio %.3f", name, runtime,
-                  threads or "default", order, predicted, measured, predicted / measured)
+    for spec in specs:
+        predicted, breakdown = predict_latency(table, spec, image_size, 1000)
+        joins = next(ms for key, ms in breakdown if key.startswith("joins between layers"))
+        together = table.meta["networks_ms"][spec.name]
+        alone = measure_network(spec, image_size, 1000, runtime, threads, warmup=warmup, runs=runs)
+        rows.append({"network": spec.name, "summary": network_summary(spec, image_size, 1000),
+                     "predicted_ms": predicted, "plain_sum_ms": predicted - joins, "measured_ms": together,
+                     "ratio": predicted / together, "plain_ratio": (predicted - joins) / together,
+                     "measured_alone_ms": alone})
+        _LOG.info("%s %s threads %s %s: predicted %.2f ms (plain sum %.2f), measured %.2f ms (alone %.2f), "
+                  "ratio %.3f", spec.name, runtime, threads or "default", order, predicted, predicted - joins,
+                  together, alone, predicted / together)
     return {"runtime": runtime, "threads": threads or "default", "order": order, "meta": table.meta,
             "rows": rows, "load_before": load_before, "load_after": _load()}
 
@@ -79,16 +91,22 @@ def write_markdown(result: Dict[str, Any], path: Path) -> None:
              f"- command: `{result['command']}`, niceness {result['niceness']} (negative: run with priority "
              "over the machine's other jobs, e.g. `nice -n -10`)",
              f"- {result['warmup']} warm-up and {result['runs']} timed runs per layer and per network; "
-             "predicted = sum of the table's entries for the network's layers + the per-call overhead once",
+             "predicted = sum of the table's entries for the network's layers - the measured joins between "
+             "them (`Boundary-tensor:*` entries) + the per-call overhead once; plain sum = without the joins "
+             "(the official estimate)",
+             "- measured = the whole network timed in the same rounds as the layers (same load); measured alone "
+             "= timed on its own afterwards, as `tools/latency.py check` does",
              "- load average (1, 5, 15 min) is given before and after each part: above ~1 on this 2-core "
              "machine other jobs were running and the numbers are noisy", ""]
     lines += ["| runtime | threads | table order | network | MACs, params | predicted ms | measured ms | "
-              "predicted / measured |", "|---|---|---|---|---|---|---|---|"]
+              "predicted / measured | plain sum / measured | measured alone ms |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for setup in result["setups"]:
         for row in setup["rows"]:
             lines.append(f"| {setup['runtime']} | {setup['threads']} | {setup['order']} | {row['network']} | "
                          f"{row['summary'].split(': ', 1)[1]} | {row['predicted_ms']:.2f} | "
-                         f"{row['measured_ms']:.2f} | {row['ratio']:.3f} |")
+                         f"{row['measured_ms']:.2f} | {row['ratio']:.3f} | {row['plain_ratio']:.3f} | "
+                         f"{row['measured_alone_ms']:.2f} |")
     lines += ["", "| setup | table build s | per-call overhead ms | load before | load after |", "|---|---|---|---|---|"]
     for setup in result["setups"]:
         meta = setup["meta"]
@@ -132,9 +150,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result["default_space_build"] = default_space_build(args.image_size, args.warmup, 50)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latency_check.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    write_markdown(result, out / "latency_check.md")
-    print(f"wrote {out / 'latency_check.md'} and {out / 'latency_check.json'}")
+    stem = "latency_check" if args.image_size == 224 else f"latency_check_{args.image_size}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    write_markdown(result, out / f"{stem}.md")
+    print(f"wrote {out / (stem + '.md')} and {out / (stem + '.json')}")
     return 0
 
 

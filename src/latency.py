@@ -78,6 +78,16 @@ def logits_key(size: int, in_channels: int, num_classes: int) -> str:
     return f"Logits-input:{_hwc(size, in_channels)}-output:{int(num_classes)}"
 
 
+def boundary_key(size: int, channels: int) -> str:
+    """A join between two layers at one tensor shape: ``Boundary-tensor:56x56x24`` (not in the official tables).
+
+    Its mean is what timing two layers one by one costs more than timing them as one graph at this shape
+    (the extra output and input copies, layout reorders and thread wake-ups of a separate call); a network
+    run pays none of it, so :func:`predict_latency` takes it off once for every join between two layers.
+    """
+    return f"Boundary-tensor:{_hwc(size, channels)}"
+
+
 _LOG = logging.getLogger(__name__)
 
 RUNTIMES = ("onnxruntime", "mindspore")
@@ -120,6 +130,11 @@ class CellSpace:
     @property
     def out_size(self) -> int:
         return out_size(self.in_size, self.stride)
+
+    @property
+    def boundary(self) -> str:
+        """Key of the join after this cell (paid by a network unless the cell is Zero)."""
+        return boundary_key(self.out_size, self.out_channels)
 
     @property
     def shortcut(self) -> bool:
@@ -196,6 +211,12 @@ class SearchSpace:
             "feature_mix": feature_mix_key(self.feature_size, self.last_channels, self.head_channels),
             "logits": logits_key(self.feature_size, self.head_channels, self.num_classes),
         }
+
+    def fixed_boundaries(self) -> Dict[str, str]:
+        """Keys of the joins after the fixed layers, by the names of :meth:`fixed_keys` (none after the classifier)."""
+        return {"stem": boundary_key(self.stem_size, self.stem_channels),
+                "first_block": boundary_key(self.stem_size, self.first_block_channels),
+                "feature_mix": boundary_key(self.feature_size, self.head_channels)}
 
     def spec(self, choices: Sequence[int], name: str = "searched"):
         """The NetSpec with one choice per cell, each an index into the cell's ``op_names``."""
@@ -287,6 +308,30 @@ class Layer:
     @property
     def input_shape(self) -> Tuple[int, int, int, int]:
         return (1, self.in_channels, self.in_size, self.in_size)
+
+    @property
+    def output(self) -> Optional[Tuple[int, int]]:
+        """(side, channels) of the feature map this layer hands on; None for the classifier (the network's end)."""
+        if self.kind == "logits":
+            return None
+        return (out_size(self.in_size, self.stride), self.out_channels)
+
+    @property
+    def boundary(self) -> Optional[str]:
+        """The key of the join after this layer (None after the classifier)."""
+        return boundary_key(*self.output) if self.output else None
+
+
+def boundary_pairs(layers: Sequence[Layer]) -> Dict[str, Tuple[Layer, Layer]]:
+    """For every tensor shape where one of ``layers`` hands on to another: the first such (producer, consumer)."""
+    consumers: Dict[Tuple[int, int], Layer] = {}
+    for layer in layers:
+        consumers.setdefault((layer.in_size, layer.in_channels), layer)
+    pairs: Dict[str, Tuple[Layer, Layer]] = {}
+    for layer in layers:
+        if layer.output in consumers and layer.boundary not in pairs:
+            pairs[layer.boundary] = (layer, consumers[layer.output])
+    return pairs
 
 
 def _block_layer(block, size: int) -> Layer:
@@ -450,6 +495,18 @@ class LatencyTable:
         """Fixed cost of one runtime call, measured at build time and already taken out of every entry."""
         return float(self.meta.get("call_overhead_ms", 0.0))
 
+    @property
+    def has_boundaries(self) -> bool:
+        """True for tables that measured the joins between layers (built here; the official ones did not)."""
+        return any(key.startswith("Boundary-") for key in self.entries)
+
+    def layer_ms(self, key: str, boundary: Optional[str], arch: Optional[str] = None) -> float:
+        """What one layer adds to a network run: its entry less the join after it (when the table has joins)."""
+        ms = self.mean(key, arch)
+        if boundary is not None and self.has_boundaries:
+            ms -= self.mean(boundary, arch)
+        return ms
+
     def mean(self, key: str, arch: Optional[str] = None) -> float:
         """Mean latency of one layer in ms; a missing key is a UserError naming the build command that adds it."""
         record = self.entries.get(key)
@@ -477,10 +534,16 @@ def check_image_size(table: LatencyTable, image_size: int) -> None:
 
 def predict_latency(table: LatencyTable, spec, image_size: int, num_classes: int) -> Tuple[float, List[Tuple[str, float]]]:
     """(total ms, per-layer breakdown) of a network: stem + every non-Zero block + feature mix + classifier,
-    the sum of the official ``mobile`` estimate; plus the table's one-call overhead once, if it recorded one."""
+    the sum of the official ``mobile`` estimate; less the joins between its layers and plus the one-call
+    overhead once, where the table measured them (tables built by :func:`build_table`)."""
     check_image_size(table, image_size)
     arch = spec.name if spec.name != "custom" else "NAME_OR_CONFIG"
-    breakdown = [(layer.key, table.mean(layer.key, arch)) for layer in spec_layers(spec, image_size, num_classes)]
+    layers = spec_layers(spec, image_size, num_classes)
+    breakdown = [(layer.key, table.mean(layer.key, arch)) for layer in layers]
+    if table.has_boundaries:
+        joins = [layer.boundary for layer in layers[:-1]]
+        breakdown.append((f"joins between layers ({len(joins)}, measured; not paid in one graph)",
+                          -math.fsum(table.mean(key, arch) for key in joins)))
     if table.call_overhead_ms:
         breakdown.append(("call overhead (once per network run)", table.call_overhead_ms))
     return math.fsum(ms for _, ms in breakdown), breakdown
@@ -575,6 +638,33 @@ def layer_cell(layer: Layer, bn_eps: float = 1e-3):
     cell = _folded(cell)
     cell.set_train(False)
     return cell
+
+
+def pair_cell(producer: Layer, consumer: Layer):
+    """Two layers as one cell (one graph, one runtime call): what a join between them costs is measured on it."""
+    from mindspore import nn
+
+    cell = nn.SequentialCell([layer_cell(producer), layer_cell(consumer)])
+    cell.set_train(False)
+    return cell
+
+
+def network_cell(spec, num_classes: int):
+    """A whole network as the layers are measured: eval mode, BatchNorm folded into the convs."""
+    from src.proxylessnas_mobile import ProxylessNAS
+
+    from src.fuse import fold_batchnorm
+
+    net = ProxylessNAS(spec, num_classes=num_classes)
+    net.set_train(False)
+    return fold_batchnorm(net)
+
+
+def _boundary_record(producer: Dict[str, float], consumer: Dict[str, float], pair: Dict[str, float],
+                     overhead: float) -> Dict[str, float]:
+    """count/mean/var of a join: both layers' raw means less the pair's, less the one call overhead they add."""
+    mean = producer["mean"] + consumer["mean"] - pair["mean"] - overhead
+    return {"count": pair["count"], "mean": mean, "var": producer["var"] + consumer["var"] + pair["var"]}
 
 
 def _time_calls_raw(call, runs: int) -> List[float]:
@@ -734,7 +824,7 @@ def _time_rotation(calls: Sequence[Callable[[], Any]], empty: Callable[[], Any],
 def build_table(runtime: str, image_size: int, *, space: str = "default", arch: Optional[str] = None,
                 threads: Optional[int] = None, num_classes: int = 1000, width_mult: float = 1.0, warmup: int = 10,
                 runs: int = 50, progress: bool = True, order: str = "auto",
-                subtract_overhead: bool = True) -> LatencyTable:
+                subtract_overhead: bool = True, joins: bool = True, networks: Sequence[Any] = ()) -> LatencyTable:
     """Measure every distinct layer of a space or network, batch 1, on ``runtime``; a table with ``_meta``.
 
     ``order="rotation"`` times the layers in rounds, each layer once per round, so that every layer finds
@@ -744,6 +834,14 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
     spinning thread pool, which in a rotation takes the CPU from the next session. An empty
     call is timed right before every layer call; with ``subtract_overhead`` its mean is taken out of every
     entry and recorded once as ``_meta.call_overhead_ms`` (a network run pays it once, not per layer).
+
+    With ``joins`` (default) the cost of cutting a network into separately timed layers is measured too:
+    for every tensor shape where one layer hands on to another, one such pair is timed as a single graph in
+    the same rounds, and ``Boundary-tensor:HxWxC`` records producer + consumer - pair (see :func:`boundary_key`).
+    On ONNX Runtime at 224 this is what made the plain per-layer sum 1.2-1.35x the measured network.
+
+    ``networks`` (NetSpecs) are timed whole in the same rounds, each as one call, and recorded in
+    ``_meta.networks_ms``: on a shared machine a check against them sees the same conditions as the layers.
     """
     _check_runtime(runtime, threads)
     _check_positive("image_size", image_size, 8)
@@ -764,6 +862,11 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
                 _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
                           "exported to ONNX" if runtime == "onnxruntime" else "compiled", elapsed,
                           elapsed / i * (len(layers) - i))
+        pairs = boundary_pairs(layers) if joins else {}
+        for producer, consumer in pairs.values():
+            calls.append(timer.prepare(pair_cell(producer, consumer), producer.input_shape))
+        for spec in networks:
+            calls.append(timer.prepare(network_cell(spec, num_classes), (1, spec.in_channels, image_size, image_size)))
         prepare_seconds = time.perf_counter() - started
         if order == "rotation":
             layer_times, empty_times = _time_rotation(calls, empty, warmup, runs, progress)
@@ -786,12 +889,21 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
         record = _stats(times)
         record["mean"] = max(record["mean"] - overhead, 0.0)
         entries[layer.key] = record
+    raw = {layer.key: _stats(times) for layer, times in zip(layers, layer_times)}
+    for (key, (producer, consumer)), times in zip(pairs.items(), layer_times[len(layers):]):
+        entries[key] = _boundary_record(raw[producer.key], raw[consumer.key], _stats(times), overhead)
+    network_times = layer_times[len(layers) + len(pairs):]
     meta = {"runtime": runtime, "runtime_version": version, "threads": threads if threads else "default",
             "batch": 1, "image_size": int(image_size), "num_classes": int(num_classes),
             "space": arch if arch is not None else space, "width_mult": float(width_mult),
             "order": order, "warmup": warmup, "runs": runs, "call_overhead_ms": round(overhead, 6),
             "call_overhead_note": "mean of an empty call timed before each layer call; subtracted from every "
                                   "mean, predict adds it once per network run",
+            "boundaries": len(pairs),
+            **({"networks_ms": {spec.name: round(_stats(times)["mean"], 6)
+                                for spec, times in zip(networks, network_times)}} if networks else {}),
+            "boundary_note": "Boundary-tensor:HxWxC = producer + consumer timed alone - the two timed as one graph "
+                             "(same order and runs); predict subtracts one per join between two layers",
             **cpu_description(),
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset") if runtime == "mindspore" else None,
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,

@@ -177,25 +177,59 @@ def tiny_table(tmp_path_factory):
 
 def test_tiny_build_is_written_reloaded_and_predicted(tiny_table):
     path, result = tiny_table
-    assert result.stdout.strip().splitlines()[-1].startswith(f"wrote {path}: 17 entries (onnxruntime")
     assert "proxylessnas_mobile: 4,080,512 parameters" in result.stdout
     assert "ETA" in result.stdout  # progress per layer
     table = LatencyTable.load(path)
     spec = get_arch("proxylessnas_mobile")
-    assert set(table.entries) == {layer.key for layer in spec_layers(spec, 32)}
-    assert all(record["count"] == 5 and record["mean"] >= 0 and record["var"] >= 0
-               for record in table.entries.values())
+    layers = spec_layers(spec, 32)
+    joins = [layer.boundary for layer in layers[:-1]]  # one after every layer but the classifier
+    assert set(table.entries) == {layer.key for layer in layers} | set(joins)
+    assert table.has_boundaries and meta_boundaries(table) == len(set(joins))
+    # 17 distinct layers and the distinct shapes at which one hands on to the next
+    assert result.stdout.strip().splitlines()[-1].startswith(f"wrote {path}: {17 + len(set(joins))} entries (onnx")
+    # a join is a difference of timings: small, of either sign when it costs nothing measurable
+    assert all(record["count"] == 5 and (record["mean"] >= 0 or key in joins) and record["var"] >= 0
+               for key, record in table.entries.items())
     meta = table.meta
     assert (meta["runtime"], meta["threads"], meta["batch"], meta["image_size"]) == ("onnxruntime", 1, 1, 32)
     assert meta["runtime_version"] and meta["cpu"] and "date" in meta and meta["call_overhead_ms"] >= 0
     assert table.image_size == 32 and meta["order"] == "rotation"  # the default for one thread
     total, breakdown = predict_latency(table, spec, 32, 1000)
-    per_layer = [table.entries[layer.key]["mean"] for layer in spec_layers(spec, 32)]  # repeated blocks count again
-    assert total == pytest.approx(math.fsum(per_layer) + meta["call_overhead_ms"])
-    assert len(breakdown) == 23 + 1
+    per_layer = [table.entries[layer.key]["mean"] for layer in layers]  # repeated blocks count again
+    per_join = [table.entries[key]["mean"] for key in joins]
+    assert total == pytest.approx(math.fsum(per_layer) - math.fsum(per_join) + meta["call_overhead_ms"])
+    assert len(breakdown) == 23 + 2 and breakdown[-2][0].startswith("joins between layers (22,")
     predicted = run_script([TOOL, "predict", "--table", path, "--arch", "proxylessnas_mobile"])
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.strip().splitlines()[-1] == f"predicted latency: {total:.3f} ms"
+
+
+def meta_boundaries(table):
+    return table.meta["boundaries"]
+
+
+def test_search_cost_of_a_network_equals_predict_with_its_joins():
+    """The search's cost model and predict agree on every network of the space, Zero cells included: a Zero
+    cell costs nothing, not even the join after it (its neighbours join directly)."""
+    import numpy as np
+
+    from src.latency import boundary_key
+    from src.nas.cost import latency_model
+
+    space = default_space(32, width_mult=0.5, num_classes=10)
+    rng = np.random.default_rng(0)
+    keys = [layer.key for layer in layers_to_build(32, "default", num_classes=10, width_mult=0.5)]
+    keys += list(space.fixed_boundaries().values()) + [cell.boundary for cell in space.cells]
+    assert boundary_key(16, space.stem_channels) in keys
+    table = LatencyTable({k: {"count": 5, "mean": float(rng.uniform(0.01, 1.0)), "var": 0.0} for k in keys},
+                         {"image_size": 32, "call_overhead_ms": 0.05})
+    model = latency_model(space, table)
+    for trial in range(6):
+        choices = [int(rng.integers(len(cell.op_names))) for cell in space.cells]
+        if trial == 0:  # every Zero the space allows
+            choices = [len(cell.op_names) - 1 if cell.zero else 0 for cell in space.cells]
+        predicted, _ = predict_latency(table, space.spec(choices), 32, 10)
+        assert model.of_choices(choices) == pytest.approx(predicted, rel=1e-9)
 
 
 def test_check_prints_predicted_measured_and_ratio(tiny_table):
@@ -284,6 +318,14 @@ def test_build_in_process_keeps_the_callers_mode(tmp_path):
                         order="sequential", progress=False)
     assert ms.get_context("mode") == ms.PYNATIVE_MODE
     assert table.meta["order"] == "sequential" and table.meta["space"] == "proxylessnas_gpu"
-    assert set(table.entries) == {layer.key for layer in spec_layers(get_arch("proxylessnas_gpu"), 32)}
+    layers = spec_layers(get_arch("proxylessnas_gpu"), 32)
+    assert set(table.entries) == {layer.key for layer in layers} | {layer.boundary for layer in layers[:-1]}
+    # without the joins: the official kind of table, predicted as the plain sum
+    plain = build_table("onnxruntime", 32, arch="proxylessnas_gpu", threads=1, warmup=1, runs=3, progress=False,
+                        joins=False)
+    assert set(plain.entries) == {layer.key for layer in layers} and not plain.has_boundaries
+    total, breakdown = predict_latency(plain, get_arch("proxylessnas_gpu"), 32, 1000)
+    assert total == pytest.approx(math.fsum(plain.entries[layer.key]["mean"] for layer in layers)
+                                  + plain.call_overhead_ms)
     path = table.save(tmp_path / "gpu.yaml")
     assert LatencyTable.load(path).entries == table.entries

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "rotation, but sequential for ONNX Runtime with more than one thread")
     build.add_argument("--no_overhead_correction", action="store_true",
                        help="keep the runtime's per-call overhead inside every entry")
+    build.add_argument("--no_joins", action="store_true",
+                       help="do not measure the joins between layers (Boundary-tensor entries; predict then sums "
+                            "the layers as the official estimate does, which overestimates a network run)")
 
     for name, text in (("predict", "sum a network's latency from a table"),
                        ("check", "predicted vs measured end to end")):
@@ -113,12 +116,12 @@ def _build(args) -> str:
     table: LatencyTable = build_table(args.runtime, args.image_size, space=args.space, arch=args.arch,
                                       threads=args.threads, num_classes=args.num_classes,
                                       width_mult=args.width_mult, warmup=args.warmup, runs=args.runs, order=args.order,
-                                      subtract_overhead=not args.no_overhead_correction)
+                                      subtract_overhead=not args.no_overhead_correction, joins=not args.no_joins)
     path = table.save(args.output, overwrite=args.overwrite)
     meta = table.meta
     return (f"wrote {path}: {len(table)} entries ({meta['runtime']} {meta['runtime_version']}, threads "
-            f"{meta['threads']}, image size {meta['image_size']}, call overhead {meta['call_overhead_ms']:.4f} ms) "
-            f"in {meta['build_seconds']} s")
+            f"{meta['threads']}, image size {meta['image_size']}, call overhead {meta['call_overhead_ms']:.4f} ms, "
+            f"{meta.get('boundaries', 0)} joins) in {meta['build_seconds']} s")
 
 
 def _predict(args, table) -> float:

@@ -78,9 +78,12 @@ def latency_model(space: SearchSpace, table: Union[str, LatencyTable]) -> CostMo
     """
     table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
     check_image_size(table, space.image_size)
-    fixed = math.fsum(table.mean(key) for key in space.fixed_keys().values()) + table.call_overhead_ms
-    per_edge = [np.array([table.mean(cell.key(k, e)) for k, e in cell.candidates] + [0.0] * cell.zero, np.float64)
-                for cell in space.cells]
+    joins = space.fixed_boundaries()
+    fixed = math.fsum(table.layer_ms(key, joins.get(name)) for name, key in space.fixed_keys().items())
+    fixed += table.call_overhead_ms
+    # a Zero cell costs nothing, not even the join after it (its input goes straight on)
+    per_edge = [np.array([table.layer_ms(cell.key(k, e), cell.boundary) for k, e in cell.candidates]
+                         + [0.0] * cell.zero, np.float64) for cell in space.cells]
     return CostModel(fixed, per_edge, "ms")
 
 
