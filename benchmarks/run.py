@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 _LOG = logging.getLogger("benchmark")
 
 SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
+            "infer_torch_capped",
             "train_mindspore", "train_mindspore_builtin", "train_torch", "data")
 SEED_INPUT = 11
 JPEG_SIZE = (500, 375)  # ImageNet's most common image size (width x height)
@@ -285,13 +286,13 @@ def work_infer_onnxruntime(args: argparse.Namespace, workdir: Path) -> dict:
     return out
 
 
-def work_infer_torch(args: argparse.Namespace, workdir: Path) -> dict:
+def work_infer_torch(args: argparse.Namespace, workdir: Path, logits_name: str = "torch") -> dict:
     """PyTorch eager, eval mode, no_grad."""
     import torch
 
     model = torch_net(args, workdir).eval()
     with torch.no_grad():
-        save_logits(workdir, "torch", model(torch.from_numpy(batch1_input(args))).numpy())
+        save_logits(workdir, logits_name, model(torch.from_numpy(batch1_input(args))).numpy())
 
     def make(x):
         tensor = torch.from_numpy(x)
@@ -315,6 +316,13 @@ def _train_batch(args: argparse.Namespace):
 def _train_result(timing: dict, args: argparse.Namespace, loss: float) -> dict:
     return {**timing, "batch": args.batch, "img_per_s": args.batch * 1000.0 / timing["median_ms"],
             "final_loss": loss, "peak_rss_mb": peak_rss_mb()}
+
+
+def work_infer_torch_capped(args: argparse.Namespace, workdir: Path) -> dict:
+    """PyTorch eager as above, run with the ISA cap MindSpore needs (set by :func:`worker_env`)."""
+    result = work_infer_torch(args, workdir, "torch_capped")
+    result["isa_cap"] = {k: os.environ.get(k) for k in TORCH_ISA_CAP}
+    return result
 
 
 def work_train_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
@@ -439,11 +447,12 @@ def work_data(args: argparse.Namespace, workdir: Path) -> dict:
 WORKERS: Dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "weights": work_weights, "export": work_export, "infer_mindspore": work_infer_mindspore,
     "infer_mindir": work_infer_mindir, "infer_onnxruntime": work_infer_onnxruntime, "infer_torch": work_infer_torch,
+    "infer_torch_capped": work_infer_torch_capped,
     "train_mindspore": work_train_mindspore, "train_mindspore_builtin": work_train_mindspore_builtin,
     "train_torch": work_train_torch, "data": work_data,
 }
 # what a section needs besides MindSpore; missing -> skipped and reported
-REQUIRES = {"weights": ("torch",), "infer_torch": ("torch",), "train_torch": ("torch",),
+REQUIRES = {"weights": ("torch",), "infer_torch": ("torch",), "infer_torch_capped": ("torch",), "train_torch": ("torch",),
             "infer_onnxruntime": ("onnxruntime", "onnx")}
 
 
@@ -463,12 +472,23 @@ CAPPED_SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "trai
                    "train_mindspore_builtin", "data")
 
 
+# PyTorch's two ISA switches: its oneDNN convolutions and its own ATen kernels (depthwise, elementwise)
+TORCH_ISA_CAP = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
 def worker_env(args: argparse.Namespace, section: str = "infer_mindspore") -> Dict[str, str]:
-    """Environment of a worker: the oneDNN ISA cap (MindSpore only) must be set before the framework loads."""
+    """Environment of a worker: the oneDNN ISA cap (MindSpore only) must be set before the framework loads.
+
+    ``infer_torch_capped`` runs PyTorch under the same cap (oneDNN and ATen), to show how much of the
+    difference to PyTorch is the instruction set MindSpore is held to.
+    """
     env = dict(os.environ)
-    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    for name in TORCH_ISA_CAP:
+        env.pop(name, None)
     if args.isa != "default" and section in CAPPED_SECTIONS:
         env["ONEDNN_MAX_CPU_ISA"] = args.isa
+    if args.isa != "default" and section == "infer_torch_capped":
+        env["ONEDNN_MAX_CPU_ISA"], env["ATEN_CPU_CAPABILITY"] = args.isa, args.isa.lower()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
 
@@ -687,7 +707,9 @@ def markdown_report(results: dict) -> str:
              "onnxruntime_int8_qdq"),
             ("ONNX Runtime INT8 (--quantize_format QOperator), BN folded", "infer_onnxruntime", "int8_qoperator",
              "onnxruntime_int8_qoperator"),
-            ("PyTorch eager (eval, no_grad)", "infer_torch", "eager", None))
+            ("PyTorch eager (eval, no_grad)", "infer_torch", "eager", None),
+            (f"PyTorch eager, capped at {s['isa']} as MindSpore is (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)",
+             "infer_torch_capped", "eager", "torch_capped"))
     for label, section, kind, logits in rows:
         node = _get(results, section, kind)
         if not node:
@@ -700,6 +722,12 @@ def markdown_report(results: dict) -> str:
                      f"{_ratio(b1['median_ms'], torch_b1, False)} | {_fmt(bn['img_per_s'])} | "
                      f"{_ratio(bn['img_per_s'], torch_bn, True)} | {_fmt(b1['first_call_s'], 2)} | {diff} |")
 
+    capped = _get(results, "infer_torch_capped", "eager")
+    entry = _get(results, "infer_mindspore", "entry_many")
+    if capped and entry:
+        lines.append(f"\npredict.py / eval.py ({many}) vs PyTorch held to the same ISA ({s['isa']}): batch 1 "
+                     f"{_ratio(entry['batch1']['median_ms'], capped['batch1']['median_ms'], False)}, batch {batch} "
+                     f"{_ratio(entry['batchN']['img_per_s'], capped['batchN']['img_per_s'], True)}")
     fp32 = _get(results, "infer_onnxruntime", "folded")
     for fmt in ("qdq", "qoperator"):
         int8 = _get(results, "infer_onnxruntime", f"int8_{fmt}")

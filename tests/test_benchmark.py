@@ -14,7 +14,8 @@ from benchmarks import run as bench  # noqa: E402
 
 INFER_ROWS = {"infer_mindspore": ("entry_many", "entry_one", "plain", "folded_builtin", "plain_builtin"),
               "infer_mindir": ("folded", "plain"),
-              "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",)}
+              "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",),
+              "infer_torch_capped": ("eager",)}
 
 
 def _positive_timing(node):
@@ -56,6 +57,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     for key in ("train_w1", "train_w2", "eval_w1", "eval_w2"):
         assert sections["data"][key]["img_per_s"] > 0
     # same weights everywhere: every runner's logits agree with PyTorch's
+    if "skipped" not in sections["infer_torch_capped"]:  # the worker really ran under MindSpore's cap
+        assert sections["infer_torch_capped"]["isa_cap"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     if "skipped" not in sections["infer_torch"]:
         rel = results["logits_vs_torch_rel"]
         assert rel and max(v for k, v in rel.items() if "int8" not in k) < 1e-3
@@ -87,6 +90,8 @@ def fake_results(skipped=()):
                               "int8_qdq": {"batch1": {**timing, "median_ms": 5.0},
                                            "batchN": {**timing, "batch": 8, "img_per_s": 1600.0}}},
         "infer_torch": {"eager": infer},
+        "infer_torch_capped": {"eager": {"batch1": {**timing, "median_ms": 20.0},
+                                         "batchN": {**timing, "batch": 8, "img_per_s": 400.0}}},
         "data": {"images": 8, "jpeg_size": [500, 375], **{f"{s}_w{w}": {"img_per_s": 50.0}
                                                           for s in ("train", "eval") for w in (1, 2)}},
     }
@@ -113,6 +118,9 @@ def test_markdown_ratios_against_pytorch():
     assert "| ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded | 5.00 | 12.00 | 2.00x | 1600.0 | 2.00x |" in markdown
     assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1 2.00x, batch 8 2.00x" in markdown
     assert "| ONNX Runtime INT8 (--quantize_format QOperator), BN folded | skipped:" in markdown
+    assert ("| PyTorch eager, capped at AVX2 as MindSpore is (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) | 20.00 | 12.00 "
+            "| 0.50x |") in markdown
+    assert "predict.py / eval.py (GRAPH) vs PyTorch held to the same ISA (AVX2): batch 1 2.00x, batch 8 2.00x" in markdown
 
 
 def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
@@ -140,6 +148,10 @@ def test_competitors_run_at_their_own_defaults_mindspore_keeps_its_cap(monkeypat
     args = bench.parse_args(["--quick"])
     for section in ("infer_torch", "train_torch", "infer_onnxruntime"):
         assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(args, section), section
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    assert "ATEN_CPU_CAPABILITY" not in bench.worker_env(args, "infer_torch")
+    capped = bench.worker_env(args, "infer_torch_capped")
+    assert (capped["ONEDNN_MAX_CPU_ISA"], capped["ATEN_CPU_CAPABILITY"]) == ("AVX2", "avx2")
     for section in ("infer_mindspore", "infer_mindir", "train_mindspore", "train_mindspore_builtin"):
         assert bench.worker_env(args, section)["ONEDNN_MAX_CPU_ISA"] == "AVX2", section
     assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(bench.parse_args(["--isa", "default"]), "infer_mindspore")
