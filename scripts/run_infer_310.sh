@@ -7,6 +7,7 @@ usage() {
     cat >&2 <<'USAGE'
 usage: bash scripts/run_infer_310.sh MINDIR_PATH DATASET_NAME DATASET_PATH NEED_PREPROCESS [DEVICE_ID]
   MINDIR_PATH      model from: python export.py --file_format MINDIR --checkpoint CKPT ...
+                   (or an .onnx file, INT8 ones included, with INFER_BACKEND=python: ONNX Runtime on CPU)
   DATASET_NAME     imagenet2012
   DATASET_PATH     validation images: ImageFolder (val/<class>/<image>), or a flat folder with VAL_LABEL_FILE
   NEED_PREPROCESS  y: write preprocess_Result/ from DATASET_PATH; n: reuse the preprocess_Result/ already here
@@ -61,6 +62,10 @@ TIME_RESULT="$WORK/time_Result"
 [[ "$BACKEND" == "ascend" || "$BACKEND" == "python" ]] || fail "INFER_BACKEND must be ascend or python, got '$BACKEND'"
 command -v "$PYTHON" >/dev/null || fail "PYTHON=$PYTHON not found; set PYTHON to the interpreter with the requirements"
 
+if [[ "$BACKEND" == "ascend" && "${MODEL,,}" == *.onnx ]]; then
+    fail "the Ascend 310 app runs MINDIR files, not ONNX ($MODEL): export with --file_format MINDIR, or run the ONNX file with INFER_BACKEND=python (ONNX Runtime on CPU)"
+fi
+
 ASCEND_HOME=${ASCEND_HOME:-/usr/local/Ascend}
 if [[ "$BACKEND" == "ascend" && ! -d "$ASCEND_HOME" ]]; then
     fail "no Ascend toolkit at $ASCEND_HOME (set ASCEND_HOME); on a host without Ascend run with INFER_BACKEND=python"
@@ -71,13 +76,18 @@ fi
 EXPORTED_SIZE=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c '
 import sys
 from src.files import image_size_of, mindir_input_shape
-print(image_size_of(mindir_input_shape(sys.argv[1])) or "")' "$MODEL" 2>/dev/null | tail -n 1) || EXPORTED_SIZE=""
+if sys.argv[1].lower().endswith(".onnx"):
+    import onnxruntime
+    shape = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+else:
+    shape = mindir_input_shape(sys.argv[1])
+print(image_size_of(shape) or "")' "$MODEL" 2>/dev/null | tail -n 1) || EXPORTED_SIZE=""
 if [[ -n "$EXPORTED_SIZE" && -n "$IMAGE_SIZE" && "$EXPORTED_SIZE" != "$IMAGE_SIZE" ]]; then
     fail "IMAGE_SIZE=$IMAGE_SIZE but $MODEL was exported for ${EXPORTED_SIZE}x${EXPORTED_SIZE} inputs: set IMAGE_SIZE=$EXPORTED_SIZE (or leave it unset)"
 fi
 IMAGE_SIZE=${IMAGE_SIZE:-${EXPORTED_SIZE:-224}}
 
-echo "mindir: $MODEL"
+echo "model: $MODEL"
 echo "dataset: $DATASET_NAME at $DATASET_PATH"
 echo "preprocess: $NEED_PREPROCESS, backend: $BACKEND, device id: $DEVICE_ID, image size: $IMAGE_SIZE"
 

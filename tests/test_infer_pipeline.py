@@ -161,6 +161,12 @@ def test_script_usage_and_argument_errors(tmp_path):
     assert run.returncode == 2 and "INFER_BACKEND=python" in run.stderr
     run = _run_script([model, "imagenet2012", tmp_path, "n"], tmp_path, INFER_BACKEND="python")
     assert run.returncode == 2 and "run once with y" in run.stderr
+    onnx_model = tmp_path / "m_int8.onnx"
+    onnx_model.write_bytes(b"x")
+    run = _run_script([onnx_model, "imagenet2012", tmp_path, "y"], tmp_path)
+    assert run.returncode == 2 and run.stderr.strip() == (
+        f"error: the Ascend 310 app runs MINDIR files, not ONNX ({onnx_model}): export with --file_format MINDIR, "
+        "or run the ONNX file with INFER_BACKEND=python (ONNX Runtime on CPU)")
 
 
 @pytest.mark.slow

@@ -115,11 +115,14 @@ def test_int8_export_keeps_top1_within_one_point_and_runs_everywhere(digits_mode
     import subprocess
     work = tmp_path / "work310"
     work.mkdir()
-    env = dict(__import__("os").environ, INFER_BACKEND="python", IMAGE_SIZE="32", PYTHON=sys.executable)
+    # no IMAGE_SIZE: the script reads 32 from the ONNX file's input
+    env = dict(__import__("os").environ, INFER_BACKEND="python", PYTHON=sys.executable)
+    env.pop("IMAGE_SIZE", None)
     script = subprocess.run(["bash", str(ROOT / "scripts" / "run_infer_310.sh"), str(int8), "imagenet2012",
                              str(data / "val"), "y", "0"], cwd=work, env=env, capture_output=True, text=True,
                             timeout=900)
     assert script.returncode == 0, script.stdout[-2000:] + script.stderr[-2000:]
+    assert "image size: 32" in script.stdout
     top1_line = (work / "acc.log").read_text().splitlines()[0]
     assert top1_line.startswith("Top1 acc:") and float(top1_line.split()[-1]) >= 0.5, top1_line
     assert len(list((work / "result_Files").iterdir())) == 359
