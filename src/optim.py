@@ -47,7 +47,39 @@ def loss_scaling(config, amp_level: str) -> Tuple[object, float]:
     return DynamicLossScaleManager(init_loss_scale=config.loss_scale, scale_factor=2, scale_window=2000), 1.0
 
 
+_nesterov_update = ms.ops.MultitypeFuncGraph("nesterov_update")
+
+
+@_nesterov_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _nesterov_tensor(momentum, learning_rate, gradient, weight, moment):
+    """v <- m v + g;  w <- w - lr (g + m v): both from the old values, then assigned."""
+    velocity = momentum * moment + gradient
+    update = learning_rate * (gradient + momentum * velocity)
+    return ms.ops.depend(ms.ops.assign(weight, weight - update), ms.ops.assign(moment, velocity))
+
+
+class NesterovMomentum(nn.Momentum):
+    """``nn.Momentum`` with Nesterov momentum computed by elementwise ops.
+
+    MindSpore 2.10's CPU ApplyMomentum kernel ignores ``use_nesterov`` (tests/test_optim.py shows it): on CPU
+    this class gives the Nesterov update instead, with the same slots (``moments``), groups and loss scale.
+    """
+
+    def construct(self, gradients):
+        gradients = self.decay_weight(gradients)
+        gradients = self.gradients_centralization(gradients)
+        gradients = self.scale_grad(gradients)
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        if self.is_group_lr:
+            return self.hyper_map_reverse(ms.ops.partial(_nesterov_update, self.momentum), lr, gradients,
+                                          self.params, self.moments)
+        return self.hyper_map_reverse(ms.ops.partial(_nesterov_update, self.momentum, lr), gradients, self.params,
+                                      self.moments)
+
+
 def create_optimizer(net: nn.Cell, config, lr: np.ndarray, loss_scale: float = 1.0) -> nn.Optimizer:
     """SGD with (Nesterov) momentum over a per-step learning-rate array."""
-    return nn.Momentum(decay_groups(net, config.weight_decay), learning_rate=ms.Tensor(lr), momentum=config.momentum,
-                       loss_scale=loss_scale, use_nesterov=config.nesterov)
+    kind = NesterovMomentum if config.nesterov and config.device_target == "CPU" else nn.Momentum
+    return kind(decay_groups(net, config.weight_decay), learning_rate=ms.Tensor(lr), momentum=config.momentum,
+                loss_scale=loss_scale, use_nesterov=config.nesterov)
