@@ -105,20 +105,17 @@ def test_eval_at_another_image_size_is_used_and_logged(small_run, data, tmp_path
     assert json.loads(out.read_text())["image_size"] == 96
 
 
-def test_num_classes_contradicting_the_weights_is_one_error(small_run, data):
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--num_classes", "5", "--num_classes 5 contradicts {ckpt}, whose weights have 3 classes: drop --num_classes "
+                           "(or pass 3)"),
+    ("--arch", "proxylessnas_cpu", "--arch proxylessnas_cpu does not fit checkpoint {ckpt}, whose description says "
+                                   "arch a custom network (official ProxylessNASNets JSON): drop --arch to use it"),
+])
+def test_a_contradiction_with_the_weights_is_one_error_naming_both(small_run, data, flag, value, expected):
     ckpt = small_run / "small-best.ckpt"
     line = error_line(run_script(["eval.py", "--checkpoint_path", ckpt, "--dataset_path", data,
-                                  "--device_target", "CPU", "--num_classes", "5"]))
-    assert line == (f"error: --num_classes 5 contradicts {ckpt}, whose weights have 3 classes: drop --num_classes "
-                    "(or pass 3)")
-
-
-def test_arch_that_does_not_fit_is_one_error_naming_both(small_run, data):
-    ckpt = small_run / "small-best.ckpt"
-    line = error_line(run_script(["eval.py", "--checkpoint_path", ckpt, "--dataset_path", data,
-                                  "--device_target", "CPU", "--arch", "proxylessnas_cpu"]))
-    assert line == (f"error: --arch proxylessnas_cpu does not fit checkpoint {ckpt}, whose description says arch "
-                    "a custom network (official ProxylessNASNets JSON): drop --arch to use it")
+                                  "--device_target", "CPU", flag, value]))
+    assert line == "error: " + expected.format(ckpt=ckpt)
 
 
 def predict_names(proc):
@@ -208,3 +205,28 @@ def test_registry_is_defined_once():
     assert src.create_model is models.create_model and src.list_models is models.list_models
     assert src.list_models() == ["proxylessnas_cpu", "proxylessnas_gpu", "proxylessnas_mobile",
                                  "proxylessnas_mobile_14"]
+
+
+@pytest.fixture(scope="module")
+def modelzoo_ckpt(tmp_path_factory):
+    """A checkpoint without a description, saved from a ModelZoo-style training cell."""
+    from modelzoo_checkpoint import save_modelzoo_checkpoint
+
+    return save_modelzoo_checkpoint(tmp_path_factory.mktemp("zoo"), "momentum", num_classes=3, image_size=SIZE)
+
+
+def test_checkpoint_without_description_works_as_before(modelzoo_ckpt, data, tmp_path):
+    from src.description import read_description
+
+    assert read_description(modelzoo_ckpt) is None
+    # the options are needed, as always for such files; the defaults are the config's, not a description's
+    line = error_line(run_script(["eval.py", "--checkpoint_path", modelzoo_ckpt, "--dataset_path", data,
+                                  "--device_target", "CPU"]))
+    assert line == "error: the validation set has 3 classes but --num_classes is 1000: pass --num_classes 3"
+    out = tmp_path / "eval.json"
+    proc = ok(run_script(["eval.py", "--checkpoint_path", modelzoo_ckpt, "--dataset_path", data, "--device_target",
+                          "CPU", "--num_classes", "3", "--image_size", str(SIZE), "--eval_output", out]))
+    assert "description" not in proc.stdout
+    assert json.loads(out.read_text())["results"][str(modelzoo_ckpt)]["count"] == 6
+    proc = ok(run_script(["predict.py", "--model", modelzoo_ckpt, data / "val" / "cat" / "cat_0.jpg"]))
+    assert sorted(predict_names(proc)) == ["class 0", "class 1", "class 2"]
