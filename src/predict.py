@@ -2,9 +2,10 @@
 
     python predict.py photo.jpg more_photos/ --model proxylessnas_mobile.mindir [--json]
 
-Class names: the ImageNet names shipped in ``src/imagenet_classes.txt`` (1000 classes), the class
+Class names: the model's description (the training class folders, stored by train.py and export.py, see
+``src/description.py``), the ImageNet names shipped in ``src/imagenet_classes.txt`` (1000 classes), the class
 folders of a custom ImageFolder dataset (``--class_names_from DIR``), or a names file (``--class_names``,
-one name per line in class-index order, optionally ``id<TAB>name``).
+one name per line in class-index order, optionally ``id<TAB>name``); the last two take precedence.
 """
 from __future__ import annotations
 

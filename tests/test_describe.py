@@ -157,6 +157,17 @@ def test_exported_files_carry_the_description(exported, small_run):
     assert image_size_of(mindir_input_shape(exported["MINDIR"])) == SIZE
 
 
+def test_int8_onnx_carries_the_description(small_run, data, tmp_path):
+    from src.description import read_description
+    from src.quantize import int8_path
+
+    ok(run_script(["export.py", "--checkpoint", small_run / "small-best.ckpt", "--device_target", "CPU",
+                   "--file_format", "ONNX", "--file_name", tmp_path / "small", "--quantize", "int8",
+                   "--calibration_path", data / "train", "--calibration_images", "6"]))
+    int8 = int8_path(tmp_path / "small.onnx")
+    assert int8.is_file() and read_description(int8) == read_description(small_run / "small-best.ckpt")
+
+
 @pytest.mark.parametrize("fmt", ["MINDIR", "ONNX"])
 def test_predict_on_exported_files_uses_their_description(exported, small_run, data, fmt):
     image = data / "val" / "dog" / "dog_1.jpg"
