@@ -162,6 +162,14 @@ def write_description(path: Union[str, Path], description: Dict[str, Any]) -> Pa
     return path
 
 
+def forget_description(path: Union[str, Path]) -> None:
+    """An exported model without a description: remove a MINDIR's sidecar left by an earlier export."""
+    side = sidecar_path(path)
+    if Path(path).suffix.lower() == ".mindir" and side.is_file():
+        side.unlink()
+        _LOG.info("removed %s: it described the earlier %s, and this checkpoint has no description", side, path)
+
+
 def same_value(key: str, ours: Any, theirs: Any) -> bool:
     """Whether two values of option ``key`` mean the same (an arch by name, file or JSON: the same network)."""
     if key == "arch" and not (isinstance(ours, str) and isinstance(theirs, str)):

@@ -209,7 +209,7 @@ def export_from_config(config) -> ExportResult:
         check_air_possible(config.device_target)
     if not config.checkpoint:
         raise UserError("no --checkpoint given: pass the .ckpt file to export")
-    from src.description import DEFAULTED, read_description, take_defaults, write_description
+    from src.description import DEFAULTED, forget_description, read_description, take_defaults, write_description
     from src.inference import load_network
     from src.model_utils.config import Config, given_keys
     from src.model_utils.device import init_context
@@ -223,7 +223,9 @@ def export_from_config(config) -> ExportResult:
     net, _ = load_network(config.checkpoint, config.arch, config.num_classes, False, "builtin", config.device_target)
     result = export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
                             config.dynamic_batch, fold_bn=config.get("fold_bn", True))
-    if description is not None and config.file_format != "AIR":
+    if description is None:
+        forget_description(result.path)
+    elif config.file_format != "AIR":
         # what the file is: the checkpoint's description at the size exported
         description = {**description, "image_size": config.image_size, "crop_pct": config.crop_pct}
         write_description(result.path, description)

@@ -241,3 +241,13 @@ def test_checkpoint_without_description_works_as_before(modelzoo_ckpt, data, tmp
     assert json.loads(out.read_text())["results"][str(modelzoo_ckpt)]["count"] == 6
     proc = ok(run_script(["predict.py", "--model", modelzoo_ckpt, data / "val" / "cat" / "cat_0.jpg"]))
     assert sorted(predict_names(proc)) == ["class 0", "class 1", "class 2"]
+
+
+def test_export_without_description_removes_a_stale_sidecar(modelzoo_ckpt, tmp_path):
+    from src.description import read_description, sidecar_path
+
+    mindir = tmp_path / "model.mindir"
+    sidecar_path(mindir).write_text("{}")  # left by an earlier export of another checkpoint to this name
+    ok(run_script(["export.py", "--checkpoint", modelzoo_ckpt, "--device_target", "CPU", "--num_classes", "3",
+                   "--image_size", str(SIZE), "--file_name", mindir]))
+    assert mindir.is_file() and not sidecar_path(mindir).exists() and read_description(mindir) is None
