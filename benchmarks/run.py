@@ -211,11 +211,10 @@ def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
     ms = mindspore_setup(args)
     from src import native_depthwise
     from src.checkpoint import params_list, save_checkpoint_atomic
-    from src.fuse import fold_batchnorm
+    from src.inference import inference_form
     from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode, open_model
 
-    net = mindspore_net(args, workdir)
-    net.set_train(False)
+    net = inference_form(mindspore_net(args, workdir), False, "builtin")
     out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa()}
     ckpt = save_checkpoint_atomic(params_list(net), str(workdir / "weights.ckpt"))
     # the entry point's own decision: a folder of many images (GRAPH), a single image (PyNative)
@@ -227,14 +226,12 @@ def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
         out[name] = latency_and_throughput(lambda x, model=model: (lambda: model.run(x)), args)
         save_logits(workdir, f"mindspore_{name}", model.run(batch1_input(args)))
     ms.set_context(mode=ms.GRAPH_MODE)
-    cells = [("plain_builtin", net), ("folded_builtin", fold_batchnorm(net))]
+    cells = [("plain_builtin", net), ("folded_builtin", inference_form(net, True, "builtin"))]
     reason = native_depthwise.unavailable_reason()
     if reason:
         out["native_skipped"] = reason
     else:
-        native_plain = mindspore_net(args, workdir)
-        native_plain.set_train(False)
-        native_depthwise.set_native(native_plain, True)
+        native_plain = inference_form(mindspore_net(args, workdir), False, "native")
         cells = [("plain", native_plain)] + cells
     for name, cell in cells:
         def make(x, cell=cell):

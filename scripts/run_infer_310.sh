@@ -99,7 +99,8 @@ if [[ "$NEED_PREPROCESS" == "y" ]]; then
     fi
     rm -rf "$PRE_RESULT"
     run_step preprocess "$WORK/preprocess.log" "$PYTHON" "$REPO/preprocess.py" --device_target CPU \
-        --dataset_path "$DATASET_PATH" "${layout[@]}" --image_size "$IMAGE_SIZE" --pre_result_path "$PRE_RESULT"
+        --dataset_path "$DATASET_PATH" "${layout[@]}" --image_size "$IMAGE_SIZE" --model_path "$MODEL" \
+        --pre_result_path "$PRE_RESULT"
 elif [[ ! -d "$PRE_RESULT/img_data" ]]; then
     fail "NEED_PREPROCESS is n but $PRE_RESULT/img_data does not exist; run once with y"
 fi

@@ -1,20 +1,17 @@
 """ProxylessNAS for MindSpore.
 
-``create_model`` is imported lazily so that importing ``src`` (for the config
-system, for example) does not load MindSpore before the environment is set up.
+``create_model`` and ``list_models`` (defined once, in :mod:`src.proxylessnas_mobile`) are resolved lazily
+on first use, so that importing ``src`` (for the config system, for example) does not load MindSpore before
+the environment is set up.
 """
-from typing import Any, Optional
+from typing import Any
+
+__all__ = ["create_model", "list_models"]
 
 
-def create_model(name: str = "proxylessnas_mobile", num_classes: Optional[int] = None, **options: Any):
-    """Build a ProxylessNAS variant by name or official config file (see ``src.proxylessnas_mobile.create_model``)."""
-    from src.proxylessnas_mobile import create_model as _create
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from src import proxylessnas_mobile
 
-    return _create(name, num_classes=num_classes, **options)
-
-
-def list_models():
-    """Names of the registered variants."""
-    from src.arch import ARCHS
-
-    return sorted(ARCHS)
+        return getattr(proxylessnas_mobile, name)
+    raise AttributeError(f"module 'src' has no attribute {name!r}")

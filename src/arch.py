@@ -144,12 +144,16 @@ def get_arch(name: str) -> NetSpec:
     return parse_arch(name=name, **ARCHS[name])
 
 
-def resolve_arch(arch: str) -> Tuple[NetSpec, Optional[int]]:
-    """The one resolver of an ``--arch`` value: a released name, or a path to an official .config/.json file.
+def resolve_arch(arch: Union[str, Dict[str, Any]]) -> Tuple[NetSpec, Optional[int]]:
+    """The one resolver of an ``--arch`` value: a released name, a path to an official .config/.json file,
+    or such a document already read (a dict, as a checkpoint's description holds it).
 
     Returns the NetSpec and the classifier size the file writes (None for a released name: its weights
     define no class count of their own).
     """
+    if isinstance(arch, dict):
+        spec, classifier = spec_from_config(arch)
+        return spec, int(classifier["num_classes"])
     if arch in ARCHS:
         return get_arch(arch), None
     if str(arch).endswith((".config", ".json")) or Path(arch).is_file():

@@ -17,14 +17,15 @@ _LOG = logging.getLogger(__name__)
 
 # Prefixes that wrappers (WithLossCell, TrainOneStepCell, EMA copies) put before network names.
 _WRAPPER_PREFIXES = ("network._backbone.", "_backbone.", "network.", "backbone.", "net.")
-# Progress that train.py stores beside the weights (see src/trainer.py).
+# Progress that train.py stores beside the weights (see src/trainer.py); "description" (src/description.py)
+# is what the network is.
 TRAIN_STATE_KEYS = ("epoch_num", "step_num", "steps_per_epoch", "best_top1", "num_classes")
 # What a training cell saves besides the weights (nn.TrainOneStepCell / TrainOneStepWithLossScaleCell with
 # nn.Momentum or nn.SGD, Model.train + ModelCheckpoint, and this project's trainer): optimizer hyper-parameters
 # and slots, loss scaling, progress.  Recognised and skipped for weights loading; anything else is refused.
 _STATE_KEYS = frozenset(("momentum", "learning_rate", "global_step", "weight_decay", "dampening", "loss_scale",
                          "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
-                         "beta1_power", "beta2_power") + TRAIN_STATE_KEYS)
+                         "beta1_power", "beta2_power", "description") + TRAIN_STATE_KEYS)
 # Per-parameter optimizer slots (Momentum: moments, SGD: accum/stat, Adam: moment1/moment2), per-group learning
 # rates, and this project's EMA copy.
 _STATE_PREFIXES = ("moments.", "accum.", "stat.", "moment1.", "moment2.", "vhat.", "learning_rate_group_",

@@ -5,7 +5,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -97,37 +97,52 @@ def _output_path(config, files: List[str]) -> str:
     return str(Path(checkpoint_argument(config)) / "eval_results.json")
 
 
+def _first_description(files: List[str]) -> Tuple[Optional[dict], str]:
+    """The description of the first checkpoint that can be read (a bad one in a folder is reported later)."""
+    from src.description import read_description
+
+    for path in files:
+        try:
+            return read_description(path), path
+        except UserError:
+            continue
+    return None, files[0]
+
+
 def run_eval(config) -> int:
     """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
     from src.dataset import bad_image_message, check_images, create_dataset, scan_split, split_dir, find_classes
-    from src.model_utils.config import Config
+    from src.description import DEFAULTED, take_defaults
+    from src.inference import load_network
+    from src.model_utils.config import Config, given_keys
     from src.model_utils.device import init_context
-    from src.checkpoint import load_weights
-    from src.fuse import fold_batchnorm
-    from src.native_depthwise import apply_choice
-    from src.proxylessnas_mobile import create_model
 
     files = checkpoint_files(checkpoint_argument(config))
     out = _output_path(config, files)
     if Path(out).is_dir():  # known now: say so before the evaluation, not after it
         raise UserError(f"--eval_output {out} is a folder: give a file path for the evaluation results")
+    description, source = _first_description(files)
+    chosen = take_defaults({k: config[k] for k in DEFAULTED}, given_keys(config), description, source)
+    config = Config(config)  # a copy: the caller's config is left as it was
+    config.update(chosen)
     train_dir = split_dir(config.dataset_path, config.train_dir)
-    classes = find_classes(train_dir) if train_dir.is_dir() else None
+    classes = find_classes(train_dir) if train_dir.is_dir() else (description or {}).get("class_names")
     images = scan_split(config, "val", classes)
     if config.check_images:
         images = check_images(images, config.skip_bad_images)
     if len(images.classes) != config.num_classes:
         raise UserError(f"the validation set has {len(images.classes)} classes but --num_classes is "
                         f"{config.num_classes}: pass --num_classes {len(images.classes)}")
-    config = Config(config)  # a copy: the caller's config is left as it was
     config.run_distribute = False
     init_context(config)
-    net = create_model(config.arch, config.num_classes)
     dataset = create_dataset(images, config, training=False, batch_size=config.val_batch_size)
     results, failed = {}, {}
     for path in files:
         try:
-            load_weights(net, path)
+            # the fastest exact form (tests/test_fuse.py, tests/test_native_depthwise.py): BN folded per
+            # checkpoint, and on CPU the native depthwise kernel
+            net, _ = load_network(path, config.arch, config.num_classes, True, config.depthwise_kernel,
+                                  config.device_target)
         except UserError as err:
             if len(files) == 1:
                 raise
@@ -136,12 +151,8 @@ def run_eval(config) -> int:
             failed[path] = str(err)
             continue
         start = time.time()
-        # the fastest exact form (tests/test_fuse.py, tests/test_native_depthwise.py): BN folded per checkpoint,
-        # and on CPU the native depthwise kernel
-        folded = fold_batchnorm(net)
-        apply_choice(folded, config.depthwise_kernel, config.device_target)
         try:
-            results[path] = evaluate(folded, dataset)
+            results[path] = evaluate(net, dataset)
         except RuntimeError as err:  # an image the check did not catch: one line naming it, not a pipeline dump
             message = bad_image_message(err)
             if message is None:

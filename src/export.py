@@ -209,21 +209,33 @@ def export_from_config(config) -> ExportResult:
         check_air_possible(config.device_target)
     if not config.checkpoint:
         raise UserError("no --checkpoint given: pass the .ckpt file to export")
-    from src.checkpoint import load_weights, read_checkpoint
+    from src.description import DEFAULTED, forget_description, read_description, take_defaults, write_description
+    from src.inference import load_network
+    from src.model_utils.config import Config, given_keys
     from src.model_utils.device import init_context
-    from src import create_model
 
-    read_checkpoint(config.checkpoint)  # a missing file is reported before the network is built
+    description = read_description(config.checkpoint)  # a missing file is reported before the network is built
+    chosen = take_defaults({k: config[k] for k in DEFAULTED}, given_keys(config), description, config.checkpoint)
+    config = Config(config)  # a copy: the caller's config is left as it was
+    config.update(chosen)
     init_context(config)
-    net = create_model(config.arch, num_classes=config.num_classes)
-    load_weights(net, config.checkpoint)
+    # unfolded and with MindSpore's own kernels: export_network folds, and checks the file against this network
+    net, _ = load_network(config.checkpoint, config.arch, config.num_classes, False, "builtin", config.device_target)
     result = export_network(net, config.file_name, config.file_format, config.batch_size, config.image_size,
                             config.dynamic_batch, fold_bn=config.get("fold_bn", True))
+    if description is None:
+        forget_description(result.path)
+    elif config.file_format != "AIR":
+        # what the file is: the checkpoint's description at the size exported
+        description = {**description, "image_size": config.image_size, "crop_pct": config.crop_pct}
+        write_description(result.path, description)
     if quantize == "int8":
         from src.quantize import QuantizeResult, onnx_top1, quantize_onnx
 
         path = quantize_onnx(result.path, calibration, config.image_size, config.crop_pct, config.quantize_format)
         result.quantized = QuantizeResult(path, len(calibration), config.quantize_format)
+        if description is not None:
+            write_description(path, description)
         if config.eval_dataset_path:
             fp32 = onnx_top1(result.path, config.eval_dataset_path, config.image_size, config.crop_pct)
             int8 = onnx_top1(path, config.eval_dataset_path, config.image_size, config.crop_pct)

@@ -53,14 +53,16 @@ def read_class_list(path: str) -> List[str]:
 
 
 def training_classes(val_folder: Path, train_dir: str = "train", class_list: str = "",
-                     num_classes: int = 1000) -> Optional[List[str]]:
+                     num_classes: int = 1000, described: Optional[List[str]] = None) -> Optional[List[str]]:
     """The classes a model was trained on, in index order, as eval.py numbers them.
 
-    From ``class_list``, else the class folders of the training split beside ``val_folder``, else the ImageNet
-    synsets for 1000 classes; None when none of them is at hand.
+    From ``class_list``, else the model's description (``described``), else the class folders of the training
+    split beside ``val_folder``, else the ImageNet synsets for 1000 classes; None when none of them is at hand.
     """
     if class_list:
         return read_class_list(class_list)
+    if described:
+        return list(described)
     train = val_folder.parent / train_dir
     if train.is_dir():
         return find_classes(train)
@@ -70,7 +72,8 @@ def training_classes(val_folder: Path, train_dir: str = "train", class_list: str
 
 
 def scan_val(dataset_path: str, layout: str = "imagefolder", label_file: str = "", val_dir: str = "val",
-             num_classes: int = 1000, train_dir: str = "train", class_list: str = "") -> ImageList:
+             num_classes: int = 1000, train_dir: str = "train", class_list: str = "",
+             described: Optional[List[str]] = None) -> ImageList:
     """The validation images of ``dataset_path`` (the val folder itself, or a root holding ``val_dir``).
 
     Labels are indices of the training classes (:func:`training_classes`), so a validation set holding only
@@ -83,10 +86,10 @@ def scan_val(dataset_path: str, layout: str = "imagefolder", label_file: str = "
         raise UserError(f"dataset path not found: {folder}")
     if (folder / val_dir).is_dir():
         folder = folder / val_dir
-    classes = training_classes(folder, train_dir, class_list, num_classes)
+    classes = training_classes(folder, train_dir, class_list, num_classes, described)
     if layout == "imagefolder":
         found = scan_image_folder(folder)
-        if classes is not None and not class_list and not (folder.parent / train_dir).is_dir():
+        if classes is not None and not (class_list or described) and not (folder.parent / train_dir).is_dir():
             # the ImageNet synsets only name ImageNet's folders
             classes = classes if set(found.classes) <= set(classes) else None
         if classes is not None:
@@ -245,10 +248,22 @@ def postprocess(result_path: str, label_path: str, acc_log: str = "") -> Accurac
 
 
 def preprocess_from_config(config) -> Path:
-    """preprocess.py: the validation folder of the config to ``config.pre_result_path``."""
+    """preprocess.py: the validation folder of the config to ``config.pre_result_path``.
+
+    With ``--model_path``, the model's description gives the defaults of image_size, crop_pct, num_classes and
+    the training classes.
+    """
+    from src.description import read_description, take_defaults
+    from src.model_utils.config import given_keys
+
+    model = config.get("model_path", "")
+    description = read_description(model) if model else None
+    chosen = take_defaults({k: config[k] for k in ("num_classes", "image_size", "crop_pct")}, given_keys(config),
+                           description, model)
     images = scan_val(config.dataset_path, config.val_layout, config.val_label_file, config.val_dir,
-                      config.num_classes, config.train_dir, config.class_list)
-    return preprocess_folder(images, config.pre_result_path, config.image_size, config.crop_pct)
+                      chosen["num_classes"], config.train_dir, config.class_list,
+                      (description or {}).get("class_names"))
+    return preprocess_folder(images, config.pre_result_path, chosen["image_size"], chosen["crop_pct"])
 
 
 def label_path_of(pre_result_path: str) -> str:

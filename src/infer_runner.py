@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from src.errors import UserError
+from src.inference import open_exported
 
 _LOG = logging.getLogger(__name__)
 
@@ -45,38 +46,6 @@ def list_inputs(input_path: str) -> List[Path]:
     return files
 
 
-def _load_mindir(path: Path):
-    """A MINDIR as a numpy -> numpy function, and the image size it was exported for (None: any)."""
-    import mindspore as ms
-    from mindspore import nn
-
-    from src.files import image_size_of, mindir_input_shape
-    from src.model_utils.device import set_device
-    set_device("CPU")
-    try:
-        graph = nn.GraphCell(ms.load(str(path)))
-    except Exception as err:  # MindSpore raises RuntimeError/ValueError with multi-line texts
-        raise UserError(f"cannot load {path} as MINDIR: {str(err).strip().splitlines()[0]}") from None
-    # a graph with global pooling runs any size: the size it was exported for is checked separately
-    return (lambda x: graph(ms.Tensor(x)).asnumpy()), image_size_of(mindir_input_shape(path))
-
-
-def _load_onnx(path: Path):
-    """An ONNX file (FP32 or INT8) in ONNX Runtime as a numpy -> numpy function, and its input image size."""
-    from src.files import image_size_of
-
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("ONNX models need onnxruntime: pip install onnxruntime") from None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as err:
-        raise UserError(f"cannot load {path} as ONNX: {str(err).strip().splitlines()[0]}") from None
-    first = session.get_inputs()[0]
-    return (lambda x: session.run(None, {first.name: x})[0]), image_size_of(first.shape)
-
-
 def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, time_path: str) -> List[float]:
     """Run every input through the MINDIR (or ONNX) model one by one; write the logits and the latency summary."""
     mindir = Path(mindir_path)
@@ -85,7 +54,8 @@ def run_mindir_on_binaries(mindir_path: str, input_path: str, result_path: str, 
     if not mindir.is_file():
         raise UserError(f"MINDIR not found: {mindir} (export one with: python export.py --file_format MINDIR ...)")
     files = list_inputs(input_path)
-    graph, exported = _load_onnx(mindir) if mindir.suffix.lower() == ".onnx" else _load_mindir(mindir)
+    model = open_exported(mindir)  # the loading predict.py uses; a graph with global pooling runs any size
+    graph, exported = model.run, model.image_size
     results, times = Path(result_path), Path(time_path)
     results.mkdir(parents=True, exist_ok=True)
     times.mkdir(parents=True, exist_ok=True)

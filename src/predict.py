@@ -2,9 +2,10 @@
 
     python predict.py photo.jpg more_photos/ --model proxylessnas_mobile.mindir [--json]
 
-Class names: the ImageNet names shipped in ``src/imagenet_classes.txt`` (1000 classes), the class
+Class names: the model's description (the training class folders, stored by train.py and export.py, see
+``src/description.py``), the ImageNet names shipped in ``src/imagenet_classes.txt`` (1000 classes), the class
 folders of a custom ImageFolder dataset (``--class_names_from DIR``), or a names file (``--class_names``,
-one name per line in class-index order, optionally ``id<TAB>name``).
+one name per line in class-index order, optionally ``id<TAB>name``); the last two take precedence.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from src.errors import UserError
-from src.native_depthwise import CHOICES as DEPTHWISE_CHOICES, apply_choice
+from src.native_depthwise import CHOICES as DEPTHWISE_CHOICES
 
 _LOG = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ MODES = ("auto", "GRAPH", "PYNATIVE")
 # "first call s" column and its GRAPH and PyNative rows measure both): from this many images on, GRAPH
 # is the faster way through the whole run.
 GRAPH_MIN_IMAGES = 100
+DEFAULT_CROP_PCT = 0.875
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Model:
     kind: str
     image_size: int
     num_classes: Optional[int]
+    description: Optional[dict] = None  # what the file says it is (src/description.py); None: nothing
 
 
 def list_images(inputs: Sequence[str]) -> List[Path]:
@@ -92,8 +95,10 @@ def read_names_file(path: str) -> List[ClassName]:
     return names
 
 
-def class_names(num_classes: int, names_file: str = "", names_from: str = "") -> List[ClassName]:
-    """Names for the model's classes: folder names, a names file, ImageNet's for 1000 classes, else indices."""
+def class_names(num_classes: int, names_file: str = "", names_from: str = "",
+                described: Optional[Sequence[str]] = None) -> List[ClassName]:
+    """Names for the model's classes: folder names, a names file, the model's description (its training class
+    folders), ImageNet's for 1000 classes, else indices."""
     if names_from:
         from src.dataset import find_classes
 
@@ -104,6 +109,8 @@ def class_names(num_classes: int, names_file: str = "", names_from: str = "") ->
         source = f"class folders of {folder}"
     elif names_file:
         names, source = read_names_file(names_file), f"names file {names_file}"
+    elif described:
+        names, source = [ClassName(c, c) for c in described], "the model's description"
     elif num_classes == 1000:
         names, source = read_names_file(str(IMAGENET_CLASSES)), "ImageNet"
     else:
@@ -112,15 +119,6 @@ def class_names(num_classes: int, names_file: str = "", names_from: str = "") ->
         raise UserError(f"{source} gives {len(names)} classes but the model has {num_classes}: "
                         "pass the names of the dataset the model was trained on")
     return names
-
-
-def _checkpoint_classes(path: str) -> int:
-    from src.checkpoint import read_checkpoint, weights_of
-
-    weights = weights_of(read_checkpoint(path))
-    if "output.weight" not in weights:
-        raise UserError(f"checkpoint {path} has no classifier (output.weight): is it a ProxylessNAS checkpoint?")
-    return int(weights["output.weight"].shape[0])
 
 
 def checkpoint_mode(image_count: int, requested: str = "auto") -> str:
@@ -136,11 +134,13 @@ def checkpoint_mode(image_count: int, requested: str = "auto") -> str:
     return "GRAPH" if image_count >= GRAPH_MIN_IMAGES else "PYNATIVE"
 
 
-def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Optional[int] = None,
+def open_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
                image_size: Optional[int] = None, fold_bn: bool = True, depthwise_kernel: str = "auto",
                mode: str = "GRAPH") -> Model:
     """Load a .ckpt (into ``arch``, BN folded into the convs unless ``fold_bn`` is False), .mindir or .onnx file.
 
+    ``arch``/``num_classes`` None: the checkpoint's description, else proxylessnas_mobile and the classifier's size
+    (see :func:`src.inference.load_network`).
     ``image_size`` None: a MINDIR's or ONNX file's own input size (224 for a .ckpt); given, it must match the file.
 
     A .ckpt runs with the native CPU depthwise kernel unless ``depthwise_kernel`` is "builtin"
@@ -154,56 +154,27 @@ def open_model(path: str, arch: str = "proxylessnas_mobile", num_classes: Option
         raise UserError(f"--model {file}: unknown model type {file.suffix!r}; use a .ckpt, .mindir or .onnx file")
     if not file.is_file():
         raise UserError(f"model not found: {file}")
-    if kind == "ONNX":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("ONNX models need onnxruntime: pip install onnxruntime") from None
-        try:
-            session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-        except Exception as err:
-            raise UserError(f"cannot load {file} as ONNX: {str(err).strip().splitlines()[0]}") from None
-        from src.files import check_image_size, image_size_of
+    if kind != "checkpoint":
+        from src.description import read_description
+        from src.files import check_image_size
+        from src.inference import open_exported
 
-        spec = session.get_inputs()[0]
-        image_size = check_image_size(file, image_size_of(spec.shape), image_size, "--image_size")
-        outputs = session.get_outputs()[0].shape
-        return Model(lambda x: session.run(None, {spec.name: x})[0], kind, image_size,
-                     outputs[-1] if isinstance(outputs[-1], int) else None)
+        exported = open_exported(file)
+        image_size = check_image_size(file, exported.image_size, image_size, "--image_size")
+        return Model(exported.run, kind, image_size, exported.num_classes, read_description(file))
 
     import mindspore as ms
 
+    from src.inference import load_network
     from src.model_utils.device import set_device
+
     set_device("CPU")
-    if kind == "MINDIR":
-        from mindspore import nn
-
-        try:
-            graph = nn.GraphCell(ms.load(str(file)))
-        except Exception as err:
-            raise UserError(f"cannot load {file} as MINDIR: {str(err).strip().splitlines()[0]}") from None
-        from src.files import check_image_size, image_size_of, mindir_input_shape
-
-        image_size = check_image_size(file, image_size_of(mindir_input_shape(file)), image_size, "--image_size")
-        return Model(lambda x: graph(ms.Tensor(x)).asnumpy(), kind, image_size, None)
-
-    from src import create_model
-    from src.checkpoint import load_weights
-
-    image_size = image_size or 224
     if mode not in MODES[1:]:
         raise UserError(f"mode {mode!r} is not one of GRAPH, PYNATIVE")
     ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
-    classes = num_classes or _checkpoint_classes(str(file))
-    net = create_model(arch, num_classes=classes)
-    load_weights(net, str(file))
-    net.set_train(False)
-    if fold_bn:
-        from src.fuse import fold_batchnorm
-
-        net = fold_batchnorm(net)  # same logits (tests/test_fuse.py), fewer operators per image
-    apply_choice(net, depthwise_kernel, "CPU")  # folded: depthwise conv + bias + ReLU6 in one call
-    return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size, classes)
+    net, description = load_network(str(file), arch, num_classes, fold_bn, depthwise_kernel, "CPU")
+    return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size or 224, net.output.weight.shape[0],
+                 description)
 
 
 def top_k(logits: np.ndarray, k: int) -> List[Tuple[int, float]]:
@@ -216,11 +187,13 @@ def top_k(logits: np.ndarray, k: int) -> List[Tuple[int, float]]:
 
 
 def predict(images: Sequence[Path], model: Model, names_file: str = "", names_from: str = "", topk: int = 5,
-            crop_pct: float = 0.875) -> List[dict]:
+            crop_pct: Optional[float] = None) -> List[dict]:
     """Top-k predictions of every image: ``[{"image", "top": [{"rank", "index", "name", "id", "probability"}]}]``."""
     from src.dataset import preprocess_image
 
     names: Optional[List[ClassName]] = None
+    if crop_pct is None:
+        crop_pct = (model.description or {}).get("crop_pct", DEFAULT_CROP_PCT)
     results = []
     for path in images:
         x = preprocess_image(str(path), model.image_size, crop_pct)[None]
@@ -231,7 +204,7 @@ def predict(images: Sequence[Path], model: Model, names_file: str = "", names_fr
                             f"(exported for another --image_size?): {str(err).strip().splitlines()[0]}") from None
         logits = np.asarray(logits).reshape(-1)
         if names is None:
-            names = class_names(logits.size, names_file, names_from)
+            names = class_names(logits.size, names_file, names_from, (model.description or {}).get("class_names"))
         top = [{"rank": r, "index": i, "name": names[i].name, "id": names[i].ident, "probability": round(p, 6)}
                for r, (i, p) in enumerate(top_k(logits, topk), start=1)]
         results.append({"image": str(path), "top": top})
@@ -250,6 +223,18 @@ def format_text(results: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def _described_options(args: argparse.Namespace) -> dict:
+    """--arch, --num_classes, --image_size, --crop_pct: as given, else from the model's description (else None)."""
+    from src.description import DEFAULTED, read_description, take_defaults
+
+    values = {key: getattr(args, key) for key in DEFAULTED}
+    given = [key for key, value in values.items() if value is not None]
+    model = Path(args.model).expanduser()
+    # a missing or odd file: open_model says what is wrong with it
+    description = read_description(model) if model.is_file() and model.suffix.lower() in MODEL_KINDS else None
+    return take_defaults(values, given, description, args.model)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """predict.py command line; a user mistake is one line and exit 2."""
     from src.model_utils.device import configure_environment
@@ -258,13 +243,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      "checkpoint (.ckpt), MINDIR or ONNX model; prints the top classes.")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     parser.add_argument("--model", required=True, help=".ckpt, .mindir or .onnx file")
-    parser.add_argument("--arch", default="proxylessnas_mobile", help="network of a .ckpt (default %(default)s)")
+    parser.add_argument("--arch", default=None, help="network of a .ckpt (default: the checkpoint's description, "
+                        "else proxylessnas_mobile)")
     parser.add_argument("--num_classes", type=int, default=None,
-                        help="classes of a .ckpt (default: read from the checkpoint)")
+                        help="classes of a .ckpt (default: read from the checkpoint; must match its weights)")
     parser.add_argument("--image_size", type=int, default=None,
-                        help="input side (default: a MINDIR's or ONNX file's own size, 224 for a .ckpt; "
-                             "must match the file's)")
-    parser.add_argument("--crop_pct", type=float, default=0.875, help="centre-crop fraction (default %(default)s)")
+                        help="input side (default: the model's description, else a MINDIR's or ONNX file's own "
+                             "size, 224 for a .ckpt; must match an exported file's)")
+    parser.add_argument("--crop_pct", type=float, default=None,
+                        help=f"centre-crop fraction (default: the model's description, else {DEFAULT_CROP_PCT})")
     names = parser.add_mutually_exclusive_group()
     names.add_argument("--class_names", default="", help="names file: one class per line, optionally id<TAB>name")
     names.add_argument("--class_names_from", default="", help="ImageFolder dataset whose class folders name the classes")
@@ -286,12 +273,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"--topk must be >= 1, got {args.topk}")
         if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
             raise UserError(f"--image_size must be a multiple of 32 and at least 32, got {args.image_size}")
-        if not 0 < args.crop_pct <= 1:
+        if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
             raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
         images = list_images(args.inputs)
-        model = open_model(args.model, args.arch, args.num_classes, args.image_size,
+        chosen = _described_options(args)
+        model = open_model(args.model, chosen["arch"], chosen["num_classes"], chosen["image_size"],
                            depthwise_kernel=args.depthwise_kernel, mode=checkpoint_mode(len(images), args.mode))
-        results = predict(images, model, args.class_names, args.class_names_from, args.topk, args.crop_pct)
+        results = predict(images, model, args.class_names, args.class_names_from, args.topk, chosen["crop_pct"])
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import mindspore.nn as nn
 from mindspore import ops
@@ -154,16 +154,17 @@ def list_models() -> List[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str = "proxylessnas_mobile", num_classes: Optional[int] = None, dropout_rate: float = 0.0,
-                 **options: Any) -> ProxylessNAS:
-    """Build a registered variant, or a network from an official ``ProxylessNASNets`` JSON file.
+def create_model(name: Union[str, Dict[str, Any]] = "proxylessnas_mobile", num_classes: Optional[int] = None,
+                 dropout_rate: float = 0.0, **options: Any) -> ProxylessNAS:
+    """Build a registered variant, or a network from an official ``ProxylessNASNets`` JSON file or document.
 
-    ``name`` is a registered name (see :func:`list_models`) or a path ending in ``.config``/``.json``.
+    ``name`` is a registered name (see :func:`list_models`), a path ending in ``.config``/``.json``, or such
+    a document as a dict (a checkpoint's description holds one, see :mod:`src.description`).
     ``num_classes`` defaults to the classifier size written in such a file, else 1000 (ImageNet).
     """
     if options:
         raise UserError(f"create_model got unknown options {sorted(options)}: valid are num_classes, dropout_rate")
-    if name in _MODELS:
+    if isinstance(name, str) and name in _MODELS:
         return _MODELS[name](num_classes=1000 if num_classes is None else num_classes, dropout_rate=dropout_rate)
     spec, written = resolve_arch(name)  # an official config file, or the error naming the valid names
     classes = num_classes if num_classes is not None else (written or 1000)

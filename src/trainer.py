@@ -24,6 +24,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
+from src.description import checkpoint_entry, describe
+from src.inference import inference_form
 from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_split, scan_training_set,
                          shard, split_dir)
 from src.errors import UserError
@@ -270,7 +272,8 @@ class Trainer:
             rescue = (Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" /
                       f"{arch_tag(self.config.arch)}-{epoch_num}_{step_num}.ckpt")
             extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
-                     "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+                     "best_top1": float(self.best_top1), "num_classes": self.config.num_classes,
+                     **self._description()}
             save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
             raise UserError(f"the run folder {self.run_dir} was removed during training and cannot be made again "
                             f"({getattr(err, 'strerror', None) or err}): the weights were saved to {rescue}; resume "
@@ -284,6 +287,7 @@ class Trainer:
     def _data(self) -> None:
         c, info = self.config, self.info
         train_all = scan_training_set(c)
+        self.class_names = train_all.classes
         mine = shard(train_all, info.rank, info.group_size, c.random_seed)
         per_rank = len(mine)
         if c.check_images:
@@ -332,9 +336,9 @@ class Trainer:
         self.train_net = ms.amp.build_train_network(self.net, self.optimizer, loss_fn, level=self.amp_level, **kwargs)
         self.train_net.set_train(True)
         self.ema = EMA(self.net) if c.ema_decay > 0 else None
-        self.ema_net = create_model(c.arch, c.num_classes) if self.ema is not None else None
-        if self.ema_net is not None:
-            apply_choice(self.ema_net, c.depthwise_kernel, c.device_target, "O0")
+        # the EMA weights are copied in at every evaluation: BatchNorm stays unfolded
+        self.ema_net = (inference_form(create_model(c.arch, c.num_classes), False, c.depthwise_kernel,
+                                       c.device_target) if self.ema is not None else None)
         self.global_step = 0
         self.start_epoch, self.start_step = 0, 0
         self.done = (0, 0)  # (epoch, step) of the state the weights are in
@@ -437,18 +441,24 @@ class Trainer:
                      len(later), aside)
 
     # -- checkpoints ----------------------------------------------------------
+    def _description(self) -> Dict[str, str]:
+        """The checkpoint entry that says what the network is (src/description.py)."""
+        c = self.config
+        return checkpoint_entry(describe(c.arch, c.num_classes, c.image_size, c.crop_pct, self.class_names))
+
     def _save(self, name: str, epoch_num: int, step_num: int, rotate: bool = False) -> Optional[Path]:
         if not self.info.is_main:
             return None
         path = self.ckpt_dir / name
         extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
-                 "best_top1": float(self.best_top1), "num_classes": self.config.num_classes}
+                 "best_top1": float(self.best_top1), "num_classes": self.config.num_classes, **self._description()}
         self.done = (epoch_num, step_num)
         self._recreate_run_dir()
         save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
         if self.ema is not None:
             ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
-            save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")))
+            save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")),
+                                   append_dict=self._description())
         if rotate:
             if path in self.saved:  # rewritten under the same name: it is the newest now, not the oldest
                 self.saved.remove(path)

@@ -1,6 +1,7 @@
 """search.py end to end on a tiny image folder: outputs, train.py on the result, exact resume, bad input."""
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,16 @@ def test_search_writes_the_result_and_train_py_trains_it(baseline, data, tmp_pat
     assert [b.zero for b in spec.blocks[1:]] == [o == "Zero" for o in
                                                  (arch[-1]["op_names"][e][c] for e, c in enumerate(arch[-1]["argmax"]))]
     load_weights(create_model(str(run_dir / "net.config"), num_classes=3), str(run_dir / "init.ckpt"))
+    # both checkpoints describe themselves (src/description.py): init.ckpt loads with nothing else given
+    from src.description import read_description
+    from src.inference import load_network
+
+    described = read_description(run_dir / "init.ckpt")
+    assert described["arch"] == json.loads((run_dir / "net.config").read_text()) and described["kind"] == "network"
+    assert (described["num_classes"], described["image_size"]) == (3, 32)
+    assert described["class_names"] == sorted(p.name for p in (Path(data) / "train").iterdir())
+    assert load_network(str(run_dir / "init.ckpt"))[0].output.weight.shape == (3, spec.head_channels)
+    assert read_description(run_dir / "checkpoints" / "search-last.ckpt")["kind"] == "supernet"
     assert (run_dir / "search.png").stat().st_size > 10_000
     train = run_script(["train.py", "--arch", run_dir / "net.config", "--pretrained", run_dir / "init.ckpt",
                         "--device_target", "CPU", "--num_classes", "3", "--image_size", "32", "--train_batch_size", "4",

@@ -14,6 +14,20 @@ def setup_logging(level: int = logging.INFO) -> None:
                         stream=sys.stdout, force=True)
 
 
+def arch_file_classes(config) -> None:
+    """An ``--arch`` network file writes its classifier size: that is ``num_classes`` unless the user set one."""
+    from src.arch import ARCHS, resolve_arch
+    from src.model_utils.config import given_keys
+
+    arch = config.get("arch")
+    if not arch or arch in ARCHS or "num_classes" in given_keys(config):
+        return
+    written = resolve_arch(arch)[1]
+    if written and written != config.num_classes:
+        logging.getLogger(__name__).info("num_classes %d, as written in --arch %s", written, arch)
+        config.num_classes = written
+
+
 def entry_point(main: Callable[..., Optional[int]]) -> Callable[[Optional[Sequence[str]]], int]:
     """Wrap a script's main(config): parse the config, run, turn UserError into one line and exit 2."""
 
@@ -25,6 +39,7 @@ def entry_point(main: Callable[..., Optional[int]]) -> Callable[[Optional[Sequen
         setup_logging()
         try:
             config = get_config(argv)
+            arch_file_classes(config)
             config.device_target = resolve_device_target(config.device_target)
             configure_environment(config.device_target)
             return main(config) or 0

@@ -234,6 +234,7 @@ def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] 
     layers += [Path(path_arg or config_path)] if path_arg or config_path else []
     layers = layers or [DEFAULT_CONFIG]  # no default file and nothing else: load_yaml names the missing file
     values: Dict[str, Any] = {}
+    given = set(overrides)  # what the user set: --key value, and the keys of the file named by --config_path
     helps: Dict[str, str] = {}
     choices: Dict[str, List[Any]] = {}
     read: List[Path] = []
@@ -242,6 +243,8 @@ def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] 
             continue
         read.append(layer.resolve())
         more, more_help, more_choices = load_yaml(layer)
+        if path_arg and layer == Path(path_arg):
+            given |= set(more)
         if values:  # a later file may be partial: keys it lacks keep the earlier values
             for key in more:
                 if key not in values and layer is not extra:
@@ -260,4 +263,14 @@ def get_config(argv: Optional[Sequence[str]] = None, config_path: Optional[str] 
         cfg[key] = convert_value(key, text, values[key])
     validate(cfg, choices)
     cfg["config_path"] = str(path)
-    return Config(cfg)
+    config = Config(cfg)
+    object.__setattr__(config, "_given", frozenset(given))  # an attribute only: not a key, not in dumps
+    return config
+
+
+def given_keys(config: Config) -> frozenset:
+    """The keys the user set (on the command line or in the --config_path file), not defaulted.
+
+    Empty for a config not made by :func:`get_config` (and for copies of one: read it from the original).
+    """
+    return getattr(config, "_given", frozenset())

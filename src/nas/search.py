@@ -27,6 +27,7 @@ from mindspore import ops
 
 from src.arch import spec_to_config
 from src.checkpoint import read_checkpoint, save_checkpoint_atomic
+from src.description import checkpoint_entry, describe
 from src.dataset import ImageList, create_dataset, scan_training_set, shard
 from src.errors import UserError
 from src.loss import CrossEntropySmooth
@@ -161,11 +162,18 @@ class Search:
         extra = [{"name": k, "data": ms.Tensor(v)} for k, v in self.arch_opt.state_arrays().items()]
         return [{"name": p.name, "data": p} for p in params] + extra
 
+    def _description(self, spec, kind: str = "network") -> Dict[str, str]:
+        """The checkpoint entry saying what ``spec``'s weights are (src/description.py)."""
+        c = self.config
+        return checkpoint_entry(describe(spec_to_config(spec, c.num_classes), c.num_classes, c.image_size, c.crop_pct,
+                                         self.train_images.classes, kind))
+
     def _save(self, epochs_done: int) -> None:
         if not self.info.is_main:
             return
         extra = {"epoch_num": epochs_done, "steps_per_epoch": self.steps_per_epoch, "num_classes": self.config.num_classes,
                  "rl_baseline": repr(self.rl.baseline)}
+        extra.update(self._description(self.net.spec(self.net.argmax()), "supernet"))
         save_checkpoint_atomic(self._state(), str(self.run_dir / "checkpoints" / CHECKPOINT), append_dict=extra)
 
     def _resume(self, path: str) -> None:
@@ -200,7 +208,8 @@ class Search:
                                                                       indent=4) + "\n")
             weights = self.net.chosen_weights(choices)
             save_checkpoint_atomic([{"name": k, "data": v} for k, v in weights.items()],
-                                   str(self.run_dir / "init.ckpt"), append_dict={"num_classes": self.config.num_classes})
+                                   str(self.run_dir / "init.ckpt"),
+                                   append_dict={"num_classes": self.config.num_classes, **self._description(spec)})
         return {"choices": choices, "predicted": predicted}
 
     # -- evaluation -------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""From a file to something that classifies: a checkpoint to an inference network, an exported model to a runner.
+
+:func:`load_network` is the one way from a ``.ckpt`` to a network in eval mode (weights read strictly,
+BatchNorm folded, depthwise kernel chosen), used by eval.py, predict.py, export.py and the benchmark;
+:func:`inference_form` is its last step, also used for the trainer's EMA copy.  :func:`open_exported`
+loads a MINDIR or ONNX file, for predict.py and the Ascend 310 stand-in (src/infer_runner.py).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import numpy as np
+
+from src.errors import UserError
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_ARCH = "proxylessnas_mobile"
+
+
+def inference_form(net, fold_bn: bool = True, depthwise_kernel: str = "auto", device_target: str = "CPU",
+                   amp_level: str = "O0"):
+    """``net`` ready to classify: eval mode, BatchNorm folded into the convs (a new network, same logits,
+    tests/test_fuse.py) unless ``fold_bn`` is False, depthwise kernel chosen (src/native_depthwise.py)."""
+    from src.native_depthwise import apply_choice
+
+    net.set_train(False)
+    if fold_bn:
+        from src.fuse import fold_batchnorm
+
+        net = fold_batchnorm(net)
+    apply_choice(net, depthwise_kernel, device_target, amp_level)  # folded: depthwise conv + bias + ReLU6 in one
+    return net
+
+
+def classifier_size(path: str) -> int:
+    """The number of classes a checkpoint's classifier has."""
+    from src.checkpoint import read_checkpoint, weights_of
+
+    weights = weights_of(read_checkpoint(path))
+    if "output.weight" not in weights:
+        raise UserError(f"checkpoint {path} has no classifier (output.weight): is it a ProxylessNAS checkpoint?")
+    return int(weights["output.weight"].shape[0])
+
+
+def load_network(path: str, arch: Union[str, Dict[str, Any], None] = None, num_classes: Optional[int] = None,
+                 fold_bn: bool = True, depthwise_kernel: str = "auto", device_target: str = "CPU"):
+    """A checkpoint as an inference network; returns ``(net, description)`` (None: the file has none).
+
+    ``arch`` and ``num_classes`` None: the checkpoint's description, else proxylessnas_mobile and the size of
+    the checkpoint's classifier.  Given ones are used; when they do not fit the weights the error names both.
+    """
+    from src import create_model
+    from src.checkpoint import load_weights
+    from src.description import read_description, same_value, shown
+
+    description = read_description(path)
+    if description is not None and description.get("kind") != "network":
+        raise UserError(f"checkpoint {path} holds a {description.get('kind')}'s weights (a search's resume state), "
+                        "not a network's: use the search run's init.ckpt")
+    described = description or {}
+    if arch is None:
+        arch = described.get("arch", DEFAULT_ARCH)
+    num_classes = num_classes or described.get("num_classes") or classifier_size(path)
+    net = create_model(arch, num_classes=num_classes)
+    try:
+        load_weights(net, path)
+    except UserError as err:
+        if "arch" in described and not same_value("arch", arch, described["arch"]):
+            raise UserError(f"--arch {shown(arch)} does not fit checkpoint {path}, whose description says arch "
+                            f"{shown(described['arch'])}: drop --arch to use it") from None
+        raise err from None
+    return inference_form(net, fold_bn, depthwise_kernel, device_target), description
+
+
+@dataclass
+class Exported:
+    """A loaded MINDIR or ONNX model: float32 NCHW batch -> logits."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    image_size: Optional[int]  # the input side it was exported for; None: not recorded (any)
+    num_classes: Optional[int]  # None: not recorded
+
+
+def open_exported(path: Union[str, Path]) -> Exported:
+    """Load ``path`` by its extension: ``.onnx`` with ONNX Runtime, else a MINDIR with MindSpore (CPU)."""
+    path = Path(path)
+    return _open_onnx(path) if path.suffix.lower() == ".onnx" else _open_mindir(path)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _open_onnx(path: Path) -> Exported:
+    from src.files import image_size_of
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX models need onnxruntime: pip install onnxruntime") from None
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise UserError(f"cannot load {path} as ONNX: {_first_line(err)}") from None
+    first = session.get_inputs()[0]
+    outputs = session.get_outputs()[0].shape
+    return Exported(lambda x: session.run(None, {first.name: x})[0], image_size_of(first.shape),
+                    outputs[-1] if isinstance(outputs[-1], int) else None)
+
+
+def _open_mindir(path: Path) -> Exported:
+    import mindspore as ms
+    from mindspore import nn
+
+    from src.files import image_size_of, mindir_input_shape
+    from src.model_utils.device import set_device
+
+    set_device("CPU")
+    try:
+        graph = nn.GraphCell(ms.load(str(path)))
+    except Exception as err:  # MindSpore raises RuntimeError/ValueError with multi-line texts
+        raise UserError(f"cannot load {path} as MINDIR: {_first_line(err)}") from None
+    # a graph with global pooling runs any size: the size it was exported for is checked by the callers
+    return Exported(lambda x: graph(ms.Tensor(x)).asnumpy(), image_size_of(mindir_input_shape(path)), None)
