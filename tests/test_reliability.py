@@ -222,7 +222,16 @@ def test_run_folder_replaced_by_a_file_stops_after_saving_the_weights_elsewhere(
 
     def replace():
         remove(run, tmp_path / "gone")
-        run.write_text("not a folder")
+        # the trainer may make the folder again between the two steps: take it away again until the file is in
+        for _ in range(100):
+            spare = tmp_path / "spare"
+            spare.write_text("not a folder")
+            try:
+                os.rename(spare, run)  # atomic; refused while a folder is at that path
+                return
+            except OSError:
+                shutil.rmtree(run, ignore_errors=True)
+        raise AssertionError(f"could not put a file at {run}")
 
     code, out = _train_and_act_at_step(["--dataset_path", root, *TINY, "--epoch_size", "2", "--save_ckpt_path",
                                         tmp_path / "runs", "--run_name", "r", "--eval_interval", "0"],
