@@ -99,7 +99,7 @@ def _output_path(config, files: List[str]) -> str:
 
 def run_eval(config) -> int:
     """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
-    from src.dataset import bad_image_message, check_images, create_dataset, scan_split, split_dir, find_classes
+    from src.dataset import bad_image_message, check_images, create_dataset, val_split
     from src.model_utils.config import Config
     from src.model_utils.device import init_context
     from src.checkpoint import load_weights
@@ -111,9 +111,7 @@ def run_eval(config) -> int:
     out = _output_path(config, files)
     if Path(out).is_dir():  # known now: say so before the evaluation, not after it
         raise UserError(f"--eval_output {out} is a folder: give a file path for the evaluation results")
-    train_dir = split_dir(config.dataset_path, config.train_dir)
-    classes = find_classes(train_dir) if train_dir.is_dir() else None
-    images = scan_split(config, "val", classes)
+    images = val_split(config)
     if config.check_images:
         images = check_images(images, config.skip_bad_images)
     if len(images.classes) != config.num_classes:

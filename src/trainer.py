@@ -24,8 +24,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
-from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_split, scan_training_set,
-                         shard, split_dir)
+from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_training_set, shard,
+                         val_folder, val_split)
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
 from src.loss import CrossEntropySmooth
@@ -301,11 +301,11 @@ class Trainer:
         self.train_set = create_dataset(mine, c, training=True, batch_size=c.train_batch_size)
         self.val_set = None
         if c.eval_interval and info.is_main:
-            val_dir = split_dir(c.dataset_path, c.val_dir)
+            val_dir = val_folder(c.dataset_path, c.val_dir, c.train_dir)
             if not val_dir.is_dir():
                 _LOG.info("no validation folder %s: evaluation during training is off", val_dir)
                 return
-            val = scan_split(c, "val", train_all.classes)
+            val = val_split(c, train_all.classes)
             if c.check_images:
                 val = check_images(val, c.skip_bad_images, c.work_nums)
             self.val_set = create_dataset(val, c, training=False, batch_size=c.val_batch_size)
