@@ -372,7 +372,7 @@ LOCKER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from src.trainer import lock_run_dir
+from src.run_dir import lock_run_dir
 lock = lock_run_dir(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(120)
