@@ -5,7 +5,7 @@
 Measured, each part in its own process (so peak memory and thread pools stay separate):
 
 - training throughput of this project's train step (``ms.amp.build_train_network`` with
-  CrossEntropySmooth and Momentum, as ``src/trainer.py`` builds it, GRAPH mode; with the native CPU
+  CrossEntropySmooth and Momentum, built by ``src/train_step.py`` as for train.py, GRAPH mode; with the native CPU
   depthwise kernel, the default, and with MindSpore's Conv2D) and of PyTorch eager (SGD momentum,
   label smoothing), first-step (compile) time, peak RSS;
 - inference latency at batch 1 (median, p90) and throughput at ``--batch``: MindSpore from a checkpoint
@@ -323,8 +323,8 @@ def work_infer_torch_capped(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def work_train_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
-    """This project's train step, constructed as src/trainer.py does (amp level, loss scale, decay groups,
-    depthwise kernel chosen by the default 'auto')."""
+    """This project's train step, built by src/train_step.py as train.py builds it (amp level, loss scale, decay
+    groups, depthwise kernel chosen by the default 'auto')."""
     return _train_mindspore(args, workdir, "auto")
 
 
@@ -335,37 +335,27 @@ def work_train_mindspore_builtin(args: argparse.Namespace, workdir: Path) -> dic
 
 def _train_mindspore(args: argparse.Namespace, workdir: Path, depthwise_kernel: str) -> dict:
     ms = mindspore_setup(args)
-    from src.loss import CrossEntropySmooth
-    from src.native_depthwise import apply_choice
     from src.model_utils.config import get_config
-    from src.optim import create_optimizer, loss_scaling, resolve_amp_level
+    from src.train_step import build_train_step
 
     config = get_config([], str(ROOT / "default_config.yaml"))
     config.update(device_target="CPU", num_classes=args.num_classes, image_size=args.image_size,
-                  train_batch_size=args.batch)
-    net = mindspore_net(args, workdir)
-    amp_level = resolve_amp_level(config)
-    native = apply_choice(net, depthwise_kernel, "CPU", amp_level)
-    manager, optimizer_scale = loss_scaling(config, amp_level)
+                  train_batch_size=args.batch, depthwise_kernel=depthwise_kernel)
     steps = 1 + args.warmup + args.train_steps
     lr = np.full(steps + 1, 0.01, dtype=np.float32)
-    optimizer = create_optimizer(net, config, lr, optimizer_scale)
-    loss_fn = CrossEntropySmooth(config.num_classes, config.label_smoothing)
-    kwargs = {"loss_scale_manager": manager} if manager is not None else {}
-    train_net = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp_level, **kwargs)
-    train_net.set_train(True)
+    train_step = build_train_step(config, lr, mindspore_net(args, workdir))  # as train.py builds it
     x, y = _train_batch(args)
     data, label = ms.Tensor(x), ms.Tensor(y)
     last: List[float] = []
 
     def step():
-        out = train_net(data, label)
+        out = train_step.train_net(data, label)
         loss = out[0] if isinstance(out, tuple) else out
         last[:] = [float(loss.asnumpy())]
 
     timing = time_calls(step, args.train_steps, args.warmup)
-    return {**_train_result(timing, args, last[0]), "amp_level": amp_level,
-            "depthwise_kernel": "native" if native else "builtin"}
+    return {**_train_result(timing, args, last[0]), "amp_level": train_step.amp_level,
+            "depthwise_kernel": "native" if train_step.native_depthwise else "builtin"}
 
 
 def work_train_torch(args: argparse.Namespace, workdir: Path) -> dict:

@@ -217,14 +217,9 @@ def find_classes(folder: Path) -> List[str]:
     return classes
 
 
-def scan_image_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> ImageList:
-    """List an ImageFolder split; with ``classes`` given (from train), the folders must be exactly those."""
+def scan_image_folder(folder: Path) -> ImageList:
+    """List an ImageFolder split; labels index its own sorted class folders."""
     found = find_classes(folder)
-    if classes is not None and list(found) != list(classes):
-        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
-        raise UserError(f"class folders of {folder} differ from the training classes: "
-                        f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                        f"extra {extra[:5]}{'...' if len(extra) > 5 else ''}")
     index = {c: i for i, c in enumerate(found)}
     samples = []
     for c in found:
@@ -305,6 +300,128 @@ def scan_flat(folder: Path, label_file: str, classes: Sequence[str]) -> ImageLis
     return ImageList(samples, list(classes), str(folder))
 
 
+# ---------------------------------------------------------------------------
+# The validation split: one resolver for training, eval.py and preprocess.py
+# ---------------------------------------------------------------------------
+IMAGENET_CLASSES = Path(__file__).resolve().parent / "imagenet_classes.txt"
+
+
+def name_sample(names: Sequence[str], n: int = 3) -> str:
+    """A few of ``names`` (sorted) for a message: ``a, b, c and 7 more``."""
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def imagenet_synsets() -> List[str]:
+    """The 1000 ImageNet synsets (n01440764, ...) in class-index order."""
+    return [line.split("\t", 1)[0] for line in IMAGENET_CLASSES.read_text().splitlines() if line.strip()]
+
+
+def read_class_list(path: str) -> List[str]:
+    """Class names in class-index order, one per line (a tab and a description may follow the name)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"class list not found: {file} (one training class per line, in class-index order)")
+    names = [line.split("\t", 1)[0].strip() for line in file.read_text().splitlines() if line.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"class list {file} is empty or names a class twice")
+    return names
+
+
+def val_folder(dataset_path: str, val_dir: str = "val", train_dir: str = "train") -> Path:
+    """The validation folder of ``--dataset_path``: a dataset root's ``val_dir``, the sibling of a given train
+    folder, or the given folder itself (a validation folder under any name)."""
+    if not dataset_path:
+        raise UserError("no dataset given: pass --dataset_path DIR (the validation folder, or a folder with "
+                        f"{val_dir}/ inside)")
+    root = Path(dataset_path).expanduser()
+    if not root.is_dir():
+        raise UserError(f"dataset path not found: {root}")
+    if root.name == val_dir:
+        return root
+    if (root / val_dir).exists():
+        return root / val_dir
+    if root.name in (train_dir, "train", "val"):
+        return root.parent / val_dir  # given .../train, the val split is its sibling
+    if (root / train_dir).is_dir():
+        return root / val_dir  # a dataset root without a validation split
+    return root
+
+
+def training_classes(folder: Path, train_dir: str = "train", class_list: str = "", num_classes: int = 1000,
+                     names: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    """The classes a model was trained on, in index order: ``class_list``, else the class folders of the training
+    split beside the validation ``folder``, else the ImageNet synsets for 1000 classes (when they name all the
+    validation class folders ``names``); None when none of them is at hand."""
+    if class_list:
+        return read_class_list(class_list)
+    train = folder.parent / train_dir
+    if train.is_dir():
+        return find_classes(train)
+    synsets = imagenet_synsets() if num_classes == 1000 else None
+    if synsets is not None and names is not None and not set(names) <= set(synsets):
+        return None  # the ImageNet synsets only name ImageNet's folders
+    return synsets  # ImageNet labels given as synsets work without the train folder
+
+
+def relabel(images: ImageList, classes: Sequence[str]) -> ImageList:
+    """Renumber an image list by ``classes`` (the training classes); a class not among them is an error."""
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in images.classes if c not in index]
+    if unknown:
+        raise UserError(f"class folders of {images.root} are not training classes: {name_sample(unknown)} "
+                        f"({len(classes)} training classes, e.g. {name_sample(classes)}): remove them from the "
+                        "validation folder, or name the classes the model was trained on (--class_list FILE, or its "
+                        "train folder beside the validation folder)")
+    if len(images.classes) < len(classes):
+        _LOG.info("%s holds %d of the %d training classes; labels are training-class indices", images.root,
+                  len(images.classes), len(classes))
+    samples = [(path, index[images.classes[label]]) for path, label in images.samples]
+    return ImageList(samples, list(classes), images.root)
+
+
+def _numbered_by_folders(found: ImageList, num_classes: int) -> ImageList:
+    """Nothing names the training classes: the validation folders do, when they can be trusted to."""
+    fix = "put the train folder beside it or pass --class_list FILE (one training class per line)"
+    if len(found.classes) == num_classes:
+        _LOG.info("classes numbered from the %d validation folders (as many as --num_classes)", num_classes)
+    elif num_classes == 1000:  # the default: nothing says how many classes the model has
+        _LOG.warning("classes numbered from the %d validation folders of %s: right only if the model was "
+                     "trained on exactly these; %s", len(found.classes), found.root, fix)
+    else:
+        raise UserError(f"{found.root} has {len(found.classes)} class folders but --num_classes is {num_classes}, "
+                        f"and nothing names the training classes: {fix}")
+    return found
+
+
+def resolve_val_split(dataset_path: str, layout: str = "imagefolder", label_file: str = "", val_dir: str = "val",
+                      num_classes: int = 1000, train_dir: str = "train", class_list: str = "",
+                      classes: Optional[Sequence[str]] = None) -> ImageList:
+    """The validation images of ``dataset_path`` (see :func:`val_folder`), labelled by the training classes.
+
+    The training classes are ``classes`` when given (the trainer's, or those a checkpoint names), else
+    :func:`training_classes`; a validation set holding only some of them is labelled as the model numbers them.
+    Layouts: class folders (``imagefolder``), or ``flat`` images with ``label_file`` (an index or class name per
+    image, in sorted file-name order).
+    """
+    folder = val_folder(dataset_path, val_dir, train_dir)
+    if layout == "flat":
+        if classes is None:
+            classes = training_classes(folder, train_dir, class_list, num_classes)
+        # without training classes to name them, labels must be indices below num_classes
+        return scan_flat(folder, label_file, classes or [str(i) for i in range(num_classes)])
+    found = scan_image_folder(folder)
+    if classes is None:
+        classes = training_classes(folder, train_dir, class_list, num_classes, found.classes)
+    return relabel(found, classes) if classes is not None else _numbered_by_folders(found, num_classes)
+
+
+def val_split(config, classes: Optional[Sequence[str]] = None) -> ImageList:
+    """:func:`resolve_val_split` with the options of a config (training, eval.py and preprocess.py)."""
+    return resolve_val_split(config.dataset_path, config.val_layout, config.val_label_file, config.val_dir,
+                             config.num_classes, config.train_dir, config.get("class_list", ""), classes)
+
+
 def _image_problem(path: str) -> Optional[str]:
     """None if the file decodes as an image, else the reason it does not."""
     try:
@@ -349,18 +466,14 @@ def check_images(images: ImageList, skip_bad: bool, workers: int = 1) -> ImageLi
 
 
 def scan_split(config, split: str, classes: Optional[Sequence[str]] = None) -> ImageList:
-    """The training or validation image list of a config."""
-    if split == "train":
-        images = scan_image_folder(split_dir(config.dataset_path, config.train_dir))
-        if len(images.classes) < 2:
-            raise UserError(f"{images.root} has a single class folder ({images.classes[0]}): a classifier needs "
-                            "at least two classes (one would train to loss 0 and 100% accuracy on nothing)")
-        return images
-    folder = split_dir(config.dataset_path, config.val_dir)
-    if config.val_layout == "flat":
-        # without training folders to name the classes, labels must be indices below num_classes
-        return scan_flat(folder, config.val_label_file, classes or [str(i) for i in range(config.num_classes)])
-    return scan_image_folder(folder, classes)
+    """The training or validation image list of a config (validation: :func:`val_split`)."""
+    if split != "train":
+        return val_split(config, classes)
+    images = scan_image_folder(split_dir(config.dataset_path, config.train_dir))
+    if len(images.classes) < 2:
+        raise UserError(f"{images.root} has a single class folder ({images.classes[0]}): a classifier needs "
+                        "at least two classes (one would train to loss 0 and 100% accuracy on nothing)")
+    return images
 
 
 def scan_training_set(config) -> ImageList:

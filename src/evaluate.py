@@ -111,7 +111,7 @@ def _first_description(files: List[str]) -> Tuple[Optional[dict], str]:
 
 def run_eval(config) -> int:
     """eval.py: evaluate one checkpoint or every checkpoint of a folder on the validation split."""
-    from src.dataset import bad_image_message, check_images, create_dataset, scan_split, split_dir, find_classes
+    from src.dataset import bad_image_message, check_images, create_dataset, val_split
     from src.description import DEFAULTED, take_defaults
     from src.inference import load_network
     from src.model_utils.config import Config, given_keys
@@ -125,9 +125,9 @@ def run_eval(config) -> int:
     chosen = take_defaults({k: config[k] for k in DEFAULTED}, given_keys(config), description, source)
     config = Config(config)  # a copy: the caller's config is left as it was
     config.update(chosen)
-    train_dir = split_dir(config.dataset_path, config.train_dir)
-    classes = find_classes(train_dir) if train_dir.is_dir() else (description or {}).get("class_names")
-    images = scan_split(config, "val", classes)
+    # the model's own training classes label the images, unless --class_list names them
+    described = None if config.get("class_list") else (description or {}).get("class_names")
+    images = val_split(config, described)
     if config.check_images:
         images = check_images(images, config.skip_bad_images)
     if len(images.classes) != config.num_classes:

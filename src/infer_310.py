@@ -16,11 +16,11 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import numpy as np
 
-from src.dataset import ImageList, find_classes, preprocess_image, scan_flat, scan_image_folder
+from src.dataset import ImageList, name_sample, preprocess_image, val_split
 from src.errors import UserError
 
 _LOG = logging.getLogger(__name__)
@@ -28,98 +28,6 @@ _LOG = logging.getLogger(__name__)
 INPUT_DIR = "img_data"
 LABEL_FILE = "imagenet_label.json"
 RESULT_SUFFIX = "_0.bin"
-IMAGENET_CLASSES = Path(__file__).resolve().parent / "imagenet_classes.txt"
-
-
-def _sample(names: Sequence[str], n: int = 3) -> str:
-    names = sorted(names)
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
-def imagenet_synsets() -> List[str]:
-    """The 1000 ImageNet synsets (n01440764, ...) in class-index order."""
-    return [line.split("\t", 1)[0] for line in IMAGENET_CLASSES.read_text().splitlines() if line.strip()]
-
-
-def read_class_list(path: str) -> List[str]:
-    """Class names in class-index order, one per line (a tab and a description may follow the name)."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"class list not found: {file} (one training class per line, in class-index order)")
-    names = [line.split("\t", 1)[0].strip() for line in file.read_text().splitlines() if line.strip()]
-    if not names or len(set(names)) != len(names):
-        raise UserError(f"class list {file} is empty or names a class twice")
-    return names
-
-
-def training_classes(val_folder: Path, train_dir: str = "train", class_list: str = "",
-                     num_classes: int = 1000, described: Optional[List[str]] = None) -> Optional[List[str]]:
-    """The classes a model was trained on, in index order, as eval.py numbers them.
-
-    From ``class_list``, else the model's description (``described``), else the class folders of the training
-    split beside ``val_folder``, else the ImageNet synsets for 1000 classes; None when none of them is at hand.
-    """
-    if class_list:
-        return read_class_list(class_list)
-    if described:
-        return list(described)
-    train = val_folder.parent / train_dir
-    if train.is_dir():
-        return find_classes(train)
-    if num_classes == 1000:
-        return imagenet_synsets()  # ImageNet labels given as synsets work without the train folder
-    return None
-
-
-def scan_val(dataset_path: str, layout: str = "imagefolder", label_file: str = "", val_dir: str = "val",
-             num_classes: int = 1000, train_dir: str = "train", class_list: str = "",
-             described: Optional[List[str]] = None) -> ImageList:
-    """The validation images of ``dataset_path`` (the val folder itself, or a root holding ``val_dir``).
-
-    Labels are indices of the training classes (:func:`training_classes`), so a validation set holding only
-    some of the classes is labelled as the model numbers them.
-    """
-    if not dataset_path:
-        raise UserError("no --dataset_path given: pass the validation folder")
-    folder = Path(dataset_path).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"dataset path not found: {folder}")
-    if (folder / val_dir).is_dir():
-        folder = folder / val_dir
-    classes = training_classes(folder, train_dir, class_list, num_classes, described)
-    if layout == "imagefolder":
-        found = scan_image_folder(folder)
-        if classes is not None and not (class_list or described) and not (folder.parent / train_dir).is_dir():
-            # the ImageNet synsets only name ImageNet's folders
-            classes = classes if set(found.classes) <= set(classes) else None
-        if classes is not None:
-            return relabel(found, classes)
-        fix = "put the train folder beside it or pass --class_list FILE (one training class per line)"
-        if len(found.classes) == num_classes:
-            _LOG.info("classes numbered from the %d validation folders (as many as --num_classes)", num_classes)
-        elif num_classes == 1000:  # the default: nothing says how many classes the model has
-            _LOG.warning("classes numbered from the %d validation folders of %s: right only if the model was "
-                         "trained on exactly these; %s", len(found.classes), folder, fix)
-        else:
-            raise UserError(f"{folder} has {len(found.classes)} class folders but --num_classes is {num_classes}, "
-                            f"and nothing names the training classes: {fix}")
-        return found
-    return scan_flat(folder, label_file, classes or [str(i) for i in range(num_classes)])
-
-
-def relabel(images: ImageList, classes: Sequence[str]) -> ImageList:
-    """Renumber an image list by ``classes`` (the training classes); a class not among them is an error."""
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [c for c in images.classes if c not in index]
-    if unknown:
-        raise UserError(f"class folders of {images.root} are not training classes: {_sample(unknown)} "
-                        f"({len(classes)} training classes, e.g. {_sample(classes)}): pass --class_list FILE naming the "
-                        "classes the model was trained on, or put its train folder beside the validation folder")
-    if len(images.classes) < len(classes):
-        _LOG.info("%s holds %d of the %d training classes; labels are training-class indices", images.root,
-                  len(images.classes), len(classes))
-    samples = [(path, index[images.classes[label]]) for path, label in images.samples]
-    return ImageList(samples, list(classes), images.root)
 
 
 def sample_names(images: ImageList) -> List[str]:
@@ -130,7 +38,7 @@ def sample_names(images: ImageList) -> List[str]:
     named = [f"{images.classes[label]}_{Path(path).stem}" for path, label in images.samples]
     repeated = [n for n, c in Counter(named).items() if c > 1]
     if repeated:
-        raise UserError(f"image names repeat inside one class of {images.root} ({_sample(repeated)}); "
+        raise UserError(f"image names repeat inside one class of {images.root} ({name_sample(repeated)}); "
                         "rename them so every image has its own name")
     _LOG.info("image names repeat across classes: inputs are named <class>_<file name>")
     return named
@@ -192,7 +100,7 @@ def read_results(result_path: str) -> Dict[str, np.ndarray]:
     if len(sizes) > 1 or 0 in sizes:
         odd = [n for n, v in results.items() if v.size != sizes.most_common(1)[0][0]]
         raise UserError(f"result files in {folder} hold different numbers of logits ({dict(sizes)}); "
-                        f"odd ones: {_sample(odd)}")
+                        f"odd ones: {name_sample(odd)}")
     return results
 
 
@@ -214,10 +122,10 @@ def accuracy(results: Dict[str, np.ndarray], labels: Dict[str, int], where: str 
     missing = sorted(set(labels) - set(results))
     extra = sorted(set(results) - set(labels))
     if missing:
-        raise UserError(f"{len(missing)} labelled image(s) have no result in {where} ({_sample(missing)}): "
+        raise UserError(f"{len(missing)} labelled image(s) have no result in {where} ({name_sample(missing)}): "
                         "inference stopped early or ran on other inputs")
     if extra:
-        raise UserError(f"{len(extra)} result(s) in {where} have no label ({_sample(extra)}): the results "
+        raise UserError(f"{len(extra)} result(s) in {where} have no label ({name_sample(extra)}): the results "
                         "come from another dataset or an earlier run; clear the folder and rerun inference")
     names = sorted(labels)
     logits = np.stack([results[n] for n in names])
@@ -251,19 +159,20 @@ def preprocess_from_config(config) -> Path:
     """preprocess.py: the validation folder of the config to ``config.pre_result_path``.
 
     With ``--model_path``, the model's description gives the defaults of image_size, crop_pct, num_classes and
-    the training classes.
+    the training classes (``--class_list`` still names them when given).
     """
     from src.description import read_description, take_defaults
-    from src.model_utils.config import given_keys
+    from src.model_utils.config import Config, given_keys
 
     model = config.get("model_path", "")
     description = read_description(model) if model else None
     chosen = take_defaults({k: config[k] for k in ("num_classes", "image_size", "crop_pct")}, given_keys(config),
                            description, model)
-    images = scan_val(config.dataset_path, config.val_layout, config.val_label_file, config.val_dir,
-                      chosen["num_classes"], config.train_dir, config.class_list,
-                      (description or {}).get("class_names"))
-    return preprocess_folder(images, config.pre_result_path, chosen["image_size"], chosen["crop_pct"])
+    config = Config(config)  # a copy: the caller's config is left as it was
+    config.update(chosen)
+    described = None if config.get("class_list") else (description or {}).get("class_names")
+    return preprocess_folder(val_split(config, described), config.pre_result_path, config.image_size,
+                             config.crop_pct)
 
 
 def label_path_of(pre_result_path: str) -> str:

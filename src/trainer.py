@@ -1,8 +1,10 @@
-"""The training loop: data, network, recipe, progress, evaluation, checkpoints, resume, interruption."""
+"""The training loop: data, network, recipe, evaluation, checkpoints, resume, interruption.
+
+Its parts live beside it: the run folder (src/run_dir.py), metrics.jsonl (src/metrics.py), the EMA of the
+weights (src/ema.py), the step line and ETA (src/progress.py) and the train step itself (src/train_step.py).
+"""
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import logging.handlers
@@ -10,7 +12,6 @@ import math
 import os
 import re
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -21,21 +22,22 @@ import numpy as np
 import yaml
 
 import mindspore as ms
-from mindspore import nn, ops
 
 from src.checkpoint import load_weights, read_checkpoint, save_checkpoint_atomic
+from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_training_set, shard,
+                         val_folder, val_split)
 from src.description import checkpoint_entry, describe
+from src.ema import EMA
 from src.inference import inference_form
-from src.dataset import (bad_image_message, check_images, create_dataset, fill_to, scan_split, scan_training_set,
-                         shard, split_dir)
 from src.errors import UserError
 from src.evaluate import evaluate, format_result
-from src.loss import CrossEntropySmooth
 from src.lr_generator import get_lr, recipe_lr_init, scale_lr
-from src.model_utils.device import ParallelInfo, init_context
-from src.native_depthwise import apply_choice
-from src.optim import create_optimizer, loss_scaling, resolve_amp_level
+from src.metrics import MetricsLog, weights_digest
+from src.model_utils.device import init_context
+from src.progress import Progress, format_seconds, log_due
 from src.proxylessnas_mobile import create_model
+from src.run_dir import arch_tag, open_run_dir, remake_run_dir, resolve_run_dir, write_run_config
+from src.train_step import build_train_step
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ class TrainingStopped(UserError):
     """Training cannot go on (non-finite loss); the message names the step and the learning rate."""
 
 
-LOCK_NAME = ".lock"
 # Options that shape the weights, the data stream or the lr schedule: a resume that changes one of them is not
 # the continuation of the run it resumes, so it needs --resume_allow_changes true (and is recorded).
 RESUME_FIXED_KEYS = ("arch", "num_classes", "image_size", "train_batch_size", "epoch_size", "warmup_epochs",
@@ -52,152 +53,6 @@ RESUME_FIXED_KEYS = ("arch", "num_classes", "image_size", "train_batch_size", "e
                      "label_smoothing", "loss_scale", "amp_level", "ema_decay", "dropout_rate", "random_seed",
                      "steps_per_epoch", "min_crop_scale", "random_flip", "color_jitter", "auto_augment", "cutout",
                      "cutout_length")
-
-
-# ---------------------------------------------------------------------------
-# Run folder, metrics
-# ---------------------------------------------------------------------------
-def arch_tag(arch: str) -> str:
-    return Path(arch).stem if arch.endswith((".config", ".json")) else arch
-
-
-def resolve_run_dir(config, info: ParallelInfo) -> Path:
-    """The run folder, not yet created; refuses to reuse an existing one unless resuming into it or --overwrite."""
-    from src.files import input_file
-
-    for flag in ("resume", "pretrained"):  # a folder or a missing file is said before anything starts
-        if getattr(config, flag, ""):
-            input_file(getattr(config, flag), "checkpoint", f"--{flag}")
-    if config.resume and not config.run_name:
-        ckpt = Path(config.resume).resolve()
-        if (ckpt.parent.parent / "config.yaml").is_file():
-            return ckpt.parent.parent  # resuming continues the run the checkpoint came from
-    name = config.run_name or f"{arch_tag(config.arch)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.save_ckpt_path).expanduser().resolve() / name
-    # other ranks may already have written their shard lists into shards/: that is not an earlier run
-    if info.is_main and run_dir_in_use(run_dir) and not config.overwrite and not config.resume:
-        raise UserError(f"run folder {run_dir} already exists: pick another --run_name, or pass --overwrite true")
-    # created only once every input is validated (Trainer.run), so a run that fails at start leaves nothing;
-    # an unwritable place is reported now all the same
-    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
-    if info.is_main and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
-        reason = "Not a directory" if not existing.is_dir() else "Permission denied"
-        raise UserError(f"cannot write to the run folder {run_dir} ({reason}: {existing}): "
-                        "choose a writable --save_ckpt_path")
-    return run_dir
-
-
-def create_run_dir(run_dir: Path, info: ParallelInfo) -> None:
-    """Create the run folder (main rank) and check that it takes files."""
-    if info.is_main:
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            probe = run_dir / f".write-test{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as err:
-            raise UserError(f"cannot write to the run folder {run_dir} ({err.strerror}): "
-                            "choose a writable --save_ckpt_path") from None
-
-
-def run_dir_in_use(run_dir: Path) -> bool:
-    """The folder holds an earlier run (other ranks' shard lists and the lock file do not count)."""
-    return run_dir.exists() and any(p.name not in ("shards", LOCK_NAME) for p in run_dir.iterdir())
-
-
-def move_earlier_run_aside(run_dir: Path) -> Path:
-    """--overwrite: a clean run folder, never old and new checkpoints/metrics mixed; nothing is deleted."""
-    lock_run_dir(run_dir).close()  # refused while another process runs in it
-    backup = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.rename(run_dir, backup)
-    _LOG.warning("--overwrite: moved the earlier run folder %s to %s", run_dir, backup)
-    return backup
-
-
-def lock_run_dir(run_dir: Path):
-    """Hold an exclusive lock on a run folder (released when the process ends, however it ends)."""
-    path = run_dir / LOCK_NAME
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        owner = f.read().strip() or "another process"
-        f.close()
-        raise UserError(f"run folder {run_dir} is in use by {owner} (lock {path}): wait for that run to end, "
-                        "or pick another --run_name") from None
-    f.seek(0)
-    previous = f.read().strip()
-    if previous:
-        _LOG.warning("run folder %s: taking over the lock of %s, which is no longer running", run_dir, previous)
-    f.seek(0)
-    f.truncate()
-    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    return f
-
-
-class MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl (main rank only)."""
-
-    def __init__(self, path: Path, enabled: bool, on_missing=None):
-        self.path = path
-        self.enabled = enabled
-        self.on_missing = on_missing  # called when the folder has gone (recreates it)
-        if enabled and path.is_file():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                # a crash mid-write: appending after it would glue the next record onto the torn one
-                keep = data.rfind(b"\n") + 1
-                with open(path, "r+b") as f:
-                    f.truncate(keep)
-                _LOG.warning("%s ended in a partial line (%d bytes, left by a crash): dropped it", path,
-                             len(data) - keep)
-
-    def write(self, record: Dict[str, Any]) -> None:
-        if self.enabled:
-            try:
-                with open(self.path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            except (FileNotFoundError, NotADirectoryError):
-                if self.on_missing is None:
-                    raise
-                self.on_missing()
-                with open(self.path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-
-
-def weights_digest(net: nn.Cell) -> str:
-    """SHA-1 of the trainable parameters (not BN statistics): equal on all ranks of a data-parallel run."""
-    h = hashlib.sha1()
-    for p in net.trainable_params():
-        h.update(p.name.encode())
-        h.update(np.ascontiguousarray(p.asnumpy()).tobytes())
-    return h.hexdigest()
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-# ---------------------------------------------------------------------------
-# EMA of the weights
-# ---------------------------------------------------------------------------
-class EMA(nn.Cell):
-    """Exponential moving average of all parameters (BN statistics included), stored as ``ema.<name>``."""
-
-    def __init__(self, net: nn.Cell):
-        super().__init__()
-        self.params = ms.ParameterTuple(net.get_parameters())
-        self.shadow = self.params.clone(prefix="ema", init="same")
-        for p in self.shadow:
-            p.requires_grad = False
-
-    def construct(self, decay):
-        for s, p in zip(self.shadow, self.params):
-            ops.assign(s, s * decay + ops.cast(p, s.dtype) * (1 - decay))
-        return decay
 
 
 # ---------------------------------------------------------------------------
@@ -228,6 +83,8 @@ class Trainer:
         pattern = re.compile(rf"{re.escape(arch_tag(config.arch))}-(\d+)_\d+\.ckpt$")
         found = [(int(m.group(1)), p) for p in self.ckpt_dir.glob("*.ckpt") if (m := pattern.match(p.name))]
         self.saved: List[Path] = [p for _, p in sorted(found)]
+        self.last_good: Optional[Path] = None  # the newest epoch checkpoint of this run
+        self.overflow_skipped = 0
 
     # -- run folder -----------------------------------------------------------
     def _check_resume_options(self) -> Dict[str, List[Any]]:
@@ -263,18 +120,13 @@ class Trainer:
         if self.ckpt_dir.is_dir() and self.run_dir.is_dir():
             return
         try:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
-            self.lock = lock_run_dir(self.run_dir)
+            self.lock = remake_run_dir(self.run_dir, self.config)
         except (OSError, UserError) as err:
             # keep the trained weights somewhere that exists before stopping
             epoch_num, step_num = self.done
             rescue = (Path(tempfile.gettempdir()) / f"proxylessnas-rescue-{os.getpid()}" /
                       f"{arch_tag(self.config.arch)}-{epoch_num}_{step_num}.ckpt")
-            extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
-                     "best_top1": float(self.best_top1), "num_classes": self.config.num_classes,
-                     **self._description()}
-            save_checkpoint_atomic(self._state(), str(rescue), append_dict=extra)
+            save_checkpoint_atomic(self._state(), str(rescue), append_dict=self._progress_entries(epoch_num, step_num))
             raise UserError(f"the run folder {self.run_dir} was removed during training and cannot be made again "
                             f"({getattr(err, 'strerror', None) or err}): the weights were saved to {rescue}; resume "
                             f"with --resume {rescue} --run_name NEW_NAME") from None
@@ -305,11 +157,11 @@ class Trainer:
         self.train_set = create_dataset(mine, c, training=True, batch_size=c.train_batch_size)
         self.val_set = None
         if c.eval_interval and info.is_main:
-            val_dir = split_dir(c.dataset_path, c.val_dir)
+            val_dir = val_folder(c.dataset_path, c.val_dir, c.train_dir)
             if not val_dir.is_dir():
                 _LOG.info("no validation folder %s: evaluation during training is off", val_dir)
                 return
-            val = scan_split(c, "val", train_all.classes)
+            val = val_split(c, train_all.classes)
             if c.check_images:
                 val = check_images(val, c.skip_bad_images, c.work_nums)
             self.val_set = create_dataset(val, c, training=False, batch_size=c.val_batch_size)
@@ -318,23 +170,16 @@ class Trainer:
     # -- model ----------------------------------------------------------------
     def _model(self) -> None:
         c = self.config
-        self.net = create_model(c.arch, c.num_classes, dropout_rate=c.dropout_rate)
+        net = create_model(c.arch, c.num_classes, dropout_rate=c.dropout_rate)
         if c.pretrained and not c.resume:
-            load_weights(self.net, c.pretrained, allow_new_classifier=True)
+            load_weights(net, c.pretrained, allow_new_classifier=True)
             _LOG.info("weights from %s", c.pretrained)
-        lr_init, lr_note = scale_lr(c.lr_init, c.train_batch_size * self.info.group_size, c.lr_scale,
-                                    c.lr_base_batch, recipe_lr_init())
+        lr_init, lr_note = scale_lr(c.lr_init, self.batch_global, c.lr_scale, c.lr_base_batch, recipe_lr_init())
         _LOG.info(lr_note)
         self.lr = get_lr(lr_init, c.epoch_size, self.steps_per_epoch, c.warmup_epochs, c.lr_end, c.lr_restart_epoch)
-        self.amp_level = resolve_amp_level(c)
-        # before the first step compiles the graph: the native CPU depthwise kernel, if chosen and available
-        self.native_depthwise = apply_choice(self.net, c.depthwise_kernel, c.device_target, self.amp_level)
-        manager, optimizer_scale = loss_scaling(c, self.amp_level)
-        self.optimizer = create_optimizer(self.net, c, self.lr, optimizer_scale)
-        loss_fn = CrossEntropySmooth(c.num_classes, c.label_smoothing)
-        kwargs = {"loss_scale_manager": manager} if manager is not None else {}
-        self.train_net = ms.amp.build_train_network(self.net, self.optimizer, loss_fn, level=self.amp_level, **kwargs)
-        self.train_net.set_train(True)
+        step = build_train_step(c, self.lr, net)
+        self.net, self.optimizer, self.train_net = step.net, step.optimizer, step.train_net
+        self.amp_level, self.native_depthwise = step.amp_level, step.native_depthwise
         self.ema = EMA(self.net) if c.ema_decay > 0 else None
         # the EMA weights are copied in at every evaluation: BatchNorm stays unfolded
         self.ema_net = (inference_form(create_model(c.arch, c.num_classes), False, c.depthwise_kernel,
@@ -348,33 +193,35 @@ class Trainer:
         _LOG.info("%s: %d parameters, amp %s, depthwise convs %s, %d steps/epoch x %d epochs, global batch %d",
                   arch_tag(c.arch), sum(int(np.prod(p.shape)) for p in self.net.trainable_params()),
                   self.amp_level, "native" if self.native_depthwise else "builtin", self.steps_per_epoch,
-                  c.epoch_size, c.train_batch_size * self.info.group_size)
+                  c.epoch_size, self.batch_global)
+
+    @property
+    def batch_global(self) -> int:
+        """Images per step over all devices."""
+        return self.config.train_batch_size * self.info.group_size
 
     def _open_run_dir(self) -> None:
-        """Create the run folder once the inputs are valid: lock, train.log (with the lines so far), shard list."""
+        """Create the run folder once the inputs are valid: lock, train.log (with the lines so far), config, shards."""
         c = self.config
-        if self.info.is_main and c.overwrite and not c.resume and run_dir_in_use(self.run_dir):
-            move_earlier_run_aside(self.run_dir)
+        self.lock, self.log_handler, moved = open_run_dir(self.run_dir, self.info, c.overwrite, bool(c.resume),
+                                                          "train.log", early=self.early_log)
+        if moved is not None:
             self.saved = []  # the earlier run's checkpoints went with it
-        create_run_dir(self.run_dir, self.info)
-        root = logging.getLogger()
-        root.removeHandler(self.early_log)
-        if self.info.is_main:
-            self.lock = lock_run_dir(self.run_dir)
-            if c.resume:
-                self._record_resume(self.resume_changes)
-            handler = logging.FileHandler(self.run_dir / "train.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-            self.early_log.setTarget(handler)
-            self.early_log.flush()
-            root.addHandler(handler)
-            self.log_handler = handler
-        self.early_log.close()
         shard_dir = self.run_dir / "shards"
         shard_dir.mkdir(parents=True, exist_ok=True)
         # bytes: a file name need not be valid UTF-8 (os keeps such bytes as surrogates)
         (shard_dir / f"rank_{self.info.rank}.txt").write_bytes(
             b"".join(os.fsencode(p) + b"\n" for p, _ in self.shard_samples))
+        if not self.info.is_main:
+            return
+        config_file = self.run_dir / "config.yaml"
+        if c.resume:
+            self._record_resume(self.resume_changes)
+        if c.resume and config_file.is_file():
+            _LOG.info("%s kept as the run's original options (resumes are recorded in resumes.jsonl)", config_file)
+        else:
+            write_run_config(self.run_dir, c)
+        _LOG.info("run folder: %s", self.run_dir)
 
     def _state(self) -> List[Dict[str, Any]]:
         """Everything a resume needs: weights, BN statistics, momenta, step, loss scale, EMA."""
@@ -446,18 +293,20 @@ class Trainer:
         c = self.config
         return checkpoint_entry(describe(c.arch, c.num_classes, c.image_size, c.crop_pct, self.class_names))
 
+    def _progress_entries(self, epoch_num: int, step_num: int) -> Dict[str, Any]:
+        """What a checkpoint stores beside the state: progress for resume, and the network's description."""
+        return {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
+                "best_top1": float(self.best_top1), "num_classes": self.config.num_classes, **self._description()}
+
     def _save(self, name: str, epoch_num: int, step_num: int, rotate: bool = False) -> Optional[Path]:
         if not self.info.is_main:
             return None
         path = self.ckpt_dir / name
-        extra = {"epoch_num": epoch_num, "step_num": step_num, "steps_per_epoch": self.steps_per_epoch,
-                 "best_top1": float(self.best_top1), "num_classes": self.config.num_classes, **self._description()}
         self.done = (epoch_num, step_num)
         self._recreate_run_dir()
-        save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
+        save_checkpoint_atomic(self._state(), str(path), append_dict=self._progress_entries(epoch_num, step_num))
         if self.ema is not None:
-            ema = [{"name": p.name[len("ema."):], "data": p} for p in self.ema.shadow]
-            save_checkpoint_atomic(ema, str(path.with_name(path.stem + "-ema.ckpt")),
+            save_checkpoint_atomic(self.ema.weights(), str(path.with_name(path.stem + "-ema.ckpt")),
                                    append_dict=self._description())
         if rotate:
             if path in self.saved:  # rewritten under the same name: it is the newest now, not the oldest
@@ -543,10 +392,7 @@ class Trainer:
         record = {"type": "eval", "epoch": epoch, **{k: result[k] for k in ("top1", "top5", "loss")}}
         _LOG.info(format_result(f"eval epoch {epoch}", result))
         if self.ema is not None:
-            own = {p.name: p for p in self.ema_net.get_parameters()}
-            for p in self.ema.shadow:
-                own[p.name[len("ema."):]].set_data(p.value())
-            ema_result = evaluate(self.ema_net, self.val_set)
+            ema_result = evaluate(self.ema.copy_to(self.ema_net), self.val_set)
             record.update({f"ema_{k}": ema_result[k] for k in ("top1", "top5", "loss")})
             _LOG.info(format_result(f"eval epoch {epoch} (EMA weights)", ema_result))
         self.metrics.write(record)
@@ -592,92 +438,17 @@ class Trainer:
         self._data()
         self._model()
         self._open_run_dir()
-        if self.info.is_main:
-            config_file = self.run_dir / "config.yaml"
-            if c.resume and config_file.is_file():
-                _LOG.info("%s kept as the run's original options (resumes are recorded in resumes.jsonl)",
-                          config_file)
-            else:
-                config_file.write_text(yaml.safe_dump(dict(c), sort_keys=False))
-            _LOG.info("run folder: %s", self.run_dir)
-        batch_global = c.train_batch_size * self.info.group_size
-        total_steps = c.epoch_size * self.steps_per_epoch
         data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
         self._install_signal_handlers()  # after the iterator: the data pipeline installs handlers of its own
         self._start_signal_watchdog()
-        overflow_skipped = 0
-        last_good: Optional[Path] = None
+        progress = Progress(self.batch_global, c.epoch_size * self.steps_per_epoch, c.epoch_size, self.steps_per_epoch)
         run_start = time.time()
-        timed_steps, timed_seconds = 0, 0.0
         for epoch in range(self.start_epoch, c.epoch_size):
-            first = self.start_step if epoch == self.start_epoch else 0
             epoch_start = time.time()
-            losses = []
-            window_start, window_steps = time.time(), 0
-            for step in range(first, self.steps_per_epoch):
-                images, labels = self._next_batch(data, epoch, step)
-                lr = float(self.lr[self.global_step])
-                step_start = time.time()
-                out = self.train_net(images, labels)
-                loss_t, overflow = (out[0], bool(out[1].asnumpy())) if isinstance(out, tuple) else (out, False)
-                loss = float(loss_t.asnumpy())
-                if self.ema is not None:
-                    self.ema(ms.Tensor(min(c.ema_decay, (1 + self.global_step) / (10 + self.global_step)), ms.float32))
-                self.global_step += 1
-                self.done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
-                if overflow:
-                    overflow_skipped += 1
-                    _LOG.warning("loss scale overflow at epoch %d step %d: update skipped (%d so far)",
-                                 epoch + 1, step + 1, overflow_skipped)
-                elif not math.isfinite(loss):
-                    where = f"epoch {epoch + 1} step {step + 1} (global step {self.global_step}, lr {lr:.6g})"
-                    keep = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-                    raise TrainingStopped(f"loss became {loss} at {where}: training stopped; {keep}. "
-                                          "Lower --lr_init or check the data")
-                losses.append(loss)
-                step_seconds = time.time() - step_start
-                if self.global_step > 1 + self.start_epoch * self.steps_per_epoch + self.start_step:
-                    timed_steps += 1
-                    timed_seconds += step_seconds
-                else:
-                    _LOG.info("first step (graph compile included): %.1f s", step_seconds)
-                    self._install_signal_handlers()  # the compiled runtime may have replaced them
-                window_steps += 1
-                if (step + 1) % c.log_interval == 0 or step + 1 == self.steps_per_epoch:
-                    elapsed = time.time() - window_start
-                    per_step = timed_seconds / timed_steps if timed_steps else elapsed / max(window_steps, 1)
-                    record = {"type": "step", "epoch": epoch + 1, "step": step + 1, "global_step": self.global_step,
-                              "loss": loss, "lr": lr, "img_s": batch_global * window_steps / max(elapsed, 1e-9),
-                              "eta_s": per_step * (total_steps - self.global_step)}
-                    _LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6f %.1f img/s eta %s", epoch + 1, c.epoch_size,
-                              step + 1, self.steps_per_epoch, loss, lr, record["img_s"], format_seconds(record["eta_s"]))
-                    self.metrics.write(record)
-                    window_start, window_steps = time.time(), 0
-                if self.stop_signal:
-                    done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
-                    path = self._save(f"{arch_tag(c.arch)}-interrupted.ckpt", *done)
-                    print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step + 1}; resume with: "
-                          f"python train.py --resume {path} (plus the same options as this run)")
-                    return 0
-            epoch_seconds = time.time() - epoch_start
-            mean_loss = float(np.mean(losses)) if losses else float("nan")
-            _LOG.info("epoch %d/%d done: mean loss %.4f, %s, %.1f img/s", epoch + 1, c.epoch_size, mean_loss,
-                      format_seconds(epoch_seconds), batch_global * len(losses) / max(epoch_seconds, 1e-9))
-            self.metrics.write({"type": "epoch", "epoch": epoch + 1, "loss": mean_loss, "seconds": epoch_seconds,
-                                "lr": float(self.lr[self.global_step - 1]), "overflow_skipped": overflow_skipped})
-            last_epoch = epoch + 1 == c.epoch_size
-            if self.val_set is not None and ((epoch + 1) % c.eval_interval == 0 or last_epoch):
-                try:
-                    self._evaluate(epoch + 1)
-                except UserError as err:
-                    # the epoch's training is done: keep it before stopping
-                    saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
-                                       rotate=True)
-                    raise UserError(f"{err} (the checkpoint of epoch {epoch + 1} was saved: {saved})") from None
-            if (epoch + 1) % c.save_checkpoint_epochs == 0 or last_epoch:
-                saved = self._save(f"{arch_tag(c.arch)}-{epoch + 1}_{self.steps_per_epoch}.ckpt", epoch + 1, 0,
-                                   rotate=True)
-                last_good = saved or last_good
+            losses = self._train_epoch(epoch, self.start_step if epoch == self.start_epoch else 0, data, progress)
+            if losses is None:
+                return 0  # stopped by a signal; the state was saved
+            self._end_epoch(epoch, losses, time.time() - epoch_start)
         _LOG.info("final weights sha1: %s", weights_digest(self.net))
         if self.info.is_main:
             self._plot()
@@ -685,6 +456,74 @@ class Trainer:
             print(f"training done: {c.epoch_size} epochs in {format_seconds(time.time() - run_start)}, {best}; "
                   f"checkpoints in {self.ckpt_dir}")
         return 0
+
+    def _train_epoch(self, epoch: int, first: int, data, progress: Progress) -> Optional[List[float]]:
+        """The steps of one epoch from step ``first``: their losses, or None when a signal stopped the run."""
+        progress.new_window()
+        losses = []
+        for step in range(first, self.steps_per_epoch):
+            images, labels = self._next_batch(data, epoch, step)
+            lr = float(self.lr[self.global_step])
+            losses.append(self._train_step(images, labels, epoch, step, lr, progress))
+            if log_due(step, self.steps_per_epoch, self.config.log_interval):
+                self.metrics.write(progress.report(epoch + 1, step + 1, self.global_step, losses[-1], lr))
+            if self.stop_signal:
+                path = self._save(f"{arch_tag(self.config.arch)}-interrupted.ckpt", *self.done)
+                print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step + 1}; resume with: "
+                      f"python train.py --resume {path} (plus the same options as this run)")
+                return None
+        return losses
+
+    def _train_step(self, images, labels, epoch: int, step: int, lr: float, progress: Progress) -> float:
+        """One optimiser step (and EMA update); a non-finite loss stops the run, a loss-scale overflow is counted."""
+        start = time.time()
+        out = self.train_net(images, labels)
+        loss_t, overflow = (out[0], bool(out[1].asnumpy())) if isinstance(out, tuple) else (out, False)
+        loss = float(loss_t.asnumpy())
+        if self.ema is not None:
+            self.ema.update(self.config.ema_decay, self.global_step)
+        self.global_step += 1
+        self.done = (epoch + 1, 0) if step + 1 == self.steps_per_epoch else (epoch, step + 1)
+        if overflow:
+            self.overflow_skipped += 1
+            _LOG.warning("loss scale overflow at epoch %d step %d: update skipped (%d so far)", epoch + 1, step + 1,
+                         self.overflow_skipped)
+        elif not math.isfinite(loss):
+            where = f"epoch {epoch + 1} step {step + 1} (global step {self.global_step}, lr {lr:.6g})"
+            keep = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written yet"
+            raise TrainingStopped(f"loss became {loss} at {where}: training stopped; {keep}. "
+                                  "Lower --lr_init or check the data")
+        seconds = time.time() - start
+        first_of_run = self.global_step <= 1 + self.start_epoch * self.steps_per_epoch + self.start_step
+        if first_of_run:
+            _LOG.info("first step (graph compile included): %.1f s", seconds)
+            self._install_signal_handlers()  # the compiled runtime may have replaced them
+        progress.step_done(seconds, timed=not first_of_run)
+        return loss
+
+    def _end_epoch(self, epoch: int, losses: List[float], seconds: float) -> None:
+        """Epoch record, evaluation and checkpoint after the last step of epoch ``epoch`` (0-based)."""
+        c = self.config
+        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        _LOG.info("epoch %d/%d done: mean loss %.4f, %s, %.1f img/s", epoch + 1, c.epoch_size, mean_loss,
+                  format_seconds(seconds), self.batch_global * len(losses) / max(seconds, 1e-9))
+        self.metrics.write({"type": "epoch", "epoch": epoch + 1, "loss": mean_loss, "seconds": seconds,
+                            "lr": float(self.lr[self.global_step - 1]), "overflow_skipped": self.overflow_skipped})
+        last_epoch = epoch + 1 == c.epoch_size
+        if self.val_set is not None and ((epoch + 1) % c.eval_interval == 0 or last_epoch):
+            try:
+                self._evaluate(epoch + 1)
+            except UserError as err:
+                # the epoch's training is done: keep it before stopping
+                saved = self._save_epoch(epoch + 1)
+                raise UserError(f"{err} (the checkpoint of epoch {epoch + 1} was saved: {saved})") from None
+        if (epoch + 1) % c.save_checkpoint_epochs == 0 or last_epoch:
+            self.last_good = self._save_epoch(epoch + 1) or self.last_good
+
+    def _save_epoch(self, epochs_done: int) -> Optional[Path]:
+        """The checkpoint after ``epochs_done`` epochs (kept up to keep_checkpoint_max of them)."""
+        name = f"{arch_tag(self.config.arch)}-{epochs_done}_{self.steps_per_epoch}.ckpt"
+        return self._save(name, epochs_done, 0, rotate=True)
 
     def _plot(self) -> None:
         try:
@@ -701,3 +540,4 @@ def train(config) -> int:
         return trainer.run()
     finally:
         trainer.close()
+

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import make_image_folder, run_script
 from src.dataset import (check_images, create_dataset, decode_image, fill_to, preprocess_image, read_image,
-                         resize_size, scan_split, shard, split_dir)
+                         resize_size, resolve_val_split, scan_split, shard, split_dir, val_folder)
 from src.errors import UserError
 from src.model_utils.config import get_config
 
@@ -37,16 +37,40 @@ def test_path_ending_in_split_is_used_as_is(tmp_path):
     assert split_dir(str(root), "val") == root / "val"
 
 
-def test_val_classes_must_match_train(tmp_path):
+def test_val_classes_are_numbered_as_the_training_classes(tmp_path):
+    # one resolver for training, eval.py and preprocess.py: a validation set lacking a class keeps the training
+    # indices (it used to be refused by training and eval.py), and a class the model does not know is refused
     root = make_image_folder(tmp_path, classes=("a", "b", "c"))
     train = scan_split(cfg(root), "train")
-    for f in (root / "val" / "c").iterdir():
+    for f in (root / "val" / "a").iterdir():
         f.unlink()
-    (root / "val" / "c").rmdir()
+    (root / "val" / "a").rmdir()
+    for classes in (train.classes, None):  # the trainer's classes, or found beside the validation folder
+        val = scan_split(cfg(root), "val", classes)
+        assert val.classes == ["a", "b", "c"]
+        assert {Path(p).parent.name: label for p, label in val.samples} == {"b": 1, "c": 2}
+    # classes named explicitly (a checkpoint's) win over the train folder
+    val = resolve_val_split(str(root / "val"), classes=["c", "b", "a"])
+    assert {Path(p).parent.name: label for p, label in val.samples} == {"b": 1, "c": 0}
     (root / "val" / "d").mkdir()
     Image.new("RGB", (8, 8)).save(root / "val" / "d" / "x.jpg")
-    with pytest.raises(UserError, match=r"differ from the training classes: missing \['c'\], extra \['d'\]"):
+    with pytest.raises(UserError, match=r"class folders of .*val are not training classes: d \(3 training classes, "
+                                        r"e.g. a, b, c\): remove them from the validation folder"):
         scan_split(cfg(root), "val", train.classes)
+
+
+def test_val_folder_of_a_dataset_path(tmp_path):
+    root = make_image_folder(tmp_path / "imagenet")
+    assert val_folder(str(root)) == root / "val"
+    assert val_folder(str(root / "train")) == root / "val"  # the sibling of a given train folder
+    assert val_folder(str(root / "val")) == root / "val"
+    (root / "val").rename(root / "holdout")
+    assert val_folder(str(root / "holdout")) == root / "holdout"  # a validation folder under any name
+    assert val_folder(str(root)) == root / "val"  # a root with train/ but no val/: not its class folders
+    with pytest.raises(UserError, match="dataset path not found"):
+        val_folder(str(root / "none"))
+    with pytest.raises(UserError, match="no dataset given: pass --dataset_path DIR"):
+        val_folder("")
 
 
 def test_flat_validation_layout_with_synsets_or_indices(tmp_path):

@@ -104,8 +104,8 @@ def test_postprocess_errors_name_the_problem(tmp_path):
 # ---------------------------------------------------------------------------
 def test_preprocess_writes_the_eval_transform_and_labels(tmp_path):
     pytest.importorskip("mindspore")
-    from src.dataset import preprocess_image
-    from src.infer_310 import preprocess_folder, scan_val
+    from src.dataset import preprocess_image, resolve_val_split as scan_val
+    from src.infer_310 import preprocess_folder
 
     make_image_folder(tmp_path / "data", per_class=2)
     images = scan_val(str(tmp_path / "data"))  # a dataset root: its val/ is used
@@ -119,7 +119,8 @@ def test_preprocess_writes_the_eval_transform_and_labels(tmp_path):
 
 def test_preprocess_flat_layout_with_synset_labels_and_repeated_names(tmp_path):
     pytest.importorskip("mindspore")
-    from src.infer_310 import imagenet_synsets, sample_names, scan_val
+    from src.dataset import imagenet_synsets, resolve_val_split as scan_val
+    from src.infer_310 import sample_names
 
     val = tmp_path / "val"
     val.mkdir()
@@ -174,9 +175,8 @@ def test_full_pipeline_python_backend_reproduces_the_accuracy(tmp_path):
     ms = pytest.importorskip("mindspore")
     from src import create_model
     from src.checkpoint import params_list, save_checkpoint_atomic
-    from src.dataset import preprocess_image
+    from src.dataset import preprocess_image, resolve_val_split as scan_val
     from src.export import export_network
-    from src.infer_310 import scan_val
 
     from src.model_utils.device import set_device
     set_device("CPU")
@@ -244,7 +244,8 @@ def test_cpp_app_compiles_against_the_mindspore_headers():
 def test_partial_validation_set_is_labelled_by_the_training_classes(tmp_path):
     pytest.importorskip("mindspore")
     from src.errors import UserError
-    from src.infer_310 import preprocess_from_config, scan_val
+    from src.dataset import resolve_val_split as scan_val
+    from src.infer_310 import preprocess_from_config
     from src.model_utils.config import get_config
 
     data = make_image_folder(tmp_path / "data", per_class=1)

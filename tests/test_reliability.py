@@ -338,6 +338,52 @@ def test_overwrite_gives_a_clean_run_folder_and_keeps_the_old_one_aside(base, tm
         p.name for p in (base_run / "checkpoints").iterdir())
 
 
+def test_overwrite_leaves_the_earlier_run_s_torn_metrics_untouched(base, tmp_path):
+    # the torn last line is dropped on resume only: a fresh --overwrite run moves the earlier run aside as it was
+    root, base_run = base
+    run = copy_run(base_run, tmp_path / "runs" / "r")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"type": "step", "epoch": 3, "st')  # what a crash in the middle of a write leaves
+    old_metrics = (run / "metrics.jsonl").read_bytes()
+    proc = run_script(["train.py", *TINY, "--dataset_path", root, "--epoch_size", "1", "--eval_interval", "0",
+                       "--save_ckpt_path", tmp_path / "runs", "--run_name", "r", "--overwrite", "true"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [backup] = (tmp_path / "runs").glob("r.replaced-*")
+    assert (backup / "metrics.jsonl").read_bytes() == old_metrics
+    assert "partial line" not in proc.stdout + proc.stderr
+    assert [r["global_step"] for r in read_metrics(run) if r["type"] == "step"] == [1, 2]
+
+
+def test_open_run_dir_drops_a_torn_metrics_line_on_resume_only(tmp_path, caplog):
+    from src.model_utils.device import ParallelInfo
+    from src.run_dir import open_run_dir
+
+    def torn_run(name):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": ')
+        (run / "arch.jsonl").write_bytes(b'{"b": 1}\n{"b"')
+        return run
+
+    def opened(run, **kw):
+        lock, handler, moved = open_run_dir(run, ParallelInfo(), log_name="x.log", **kw)
+        lock.close()
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        return moved
+
+    run = torn_run("fresh")
+    moved = opened(run, overwrite=True, resume=False)
+    assert (moved / "metrics.jsonl").read_bytes() == b'{"a": 1}\n{"a": 2}\n{"a": '
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "x.log"]
+    run = torn_run("resumed")
+    with caplog.at_level(logging.WARNING):
+        assert opened(run, overwrite=False, resume=True, records=("metrics.jsonl", "arch.jsonl")) is None
+    assert (run / "metrics.jsonl").read_bytes() == b'{"a": 1}\n{"a": 2}\n'
+    assert (run / "arch.jsonl").read_bytes() == b'{"b": 1}\n'
+    assert f"{run / 'metrics.jsonl'} ended in a partial line (6 bytes, left by a crash): dropped it" in caplog.text
+
+
 def test_resume_refuses_changed_options_unless_allowed_and_records_them(base, tmp_path):
     root, base_run = base
     run = copy_run(base_run, tmp_path / "r")
@@ -381,7 +427,7 @@ LOCKER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from src.trainer import lock_run_dir
+from src.run_dir import lock_run_dir
 lock = lock_run_dir(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(120)

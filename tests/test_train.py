@@ -259,7 +259,7 @@ def test_ema_weights_are_evaluated_and_saved(data, tmp_path):
 def test_ema_update_rule():
     import mindspore as ms
     from src import create_model
-    from src.trainer import EMA
+    from src.ema import EMA
     net = create_model("proxylessnas_mobile", num_classes=2)
     ema = EMA(net)
     w0 = net.output.weight.asnumpy().copy()

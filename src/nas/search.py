@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import yaml
 
 import mindspore as ms
 from mindspore import ops
@@ -39,8 +38,9 @@ from src.latency import build_command, default_space
 from src.nas.steps import (ArchObjective, Reinforce, arch_step_full_v2, arch_step_two, sample_pairs, sample_paths,
                            weight_step)
 from src.nas.supernet import SuperNet
-from src.trainer import (MetricsLog, create_run_dir, format_seconds, lock_run_dir, move_earlier_run_aside,
-                         resolve_run_dir, run_dir_in_use, weights_digest)
+from src.metrics import MetricsLog, weights_digest
+from src.progress import Progress, format_seconds, log_due
+from src.run_dir import open_run_dir, resolve_run_dir, write_run_config
 
 _LOG = logging.getLogger(__name__)
 CHECKPOINT = "search-last.ckpt"
@@ -230,15 +230,8 @@ class Search:
     def _open_run_dir(self) -> None:
         """Create the run folder (as training does: an earlier run moved aside with --overwrite), lock, search.log."""
         c = self.config
-        if self.info.is_main and c.overwrite and not c.resume and run_dir_in_use(self.run_dir):
-            move_earlier_run_aside(self.run_dir)
-        create_run_dir(self.run_dir, self.info)
-        if self.info.is_main:
-            self.lock = lock_run_dir(self.run_dir)
-            self.log_handler = logging.FileHandler(self.run_dir / "search.log")
-            self.log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                                            "%Y-%m-%d %H:%M:%S"))
-            logging.getLogger().addHandler(self.log_handler)
+        self.lock, self.log_handler, _ = open_run_dir(self.run_dir, self.info, c.overwrite, bool(c.resume),
+                                                      "search.log", records=("metrics.jsonl", "arch.jsonl"))
 
     def _close_run_dir(self) -> None:
         """Release search.log and the lock (the process may go on: tests call search.main in-process)."""
@@ -261,22 +254,21 @@ class Search:
     def _run(self) -> int:
         c = self.config
         if self.info.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(c), sort_keys=False))
+            write_run_config(self.run_dir, c)
         total_epochs = c.warmup_epochs + c.epoch_size
         unit = self.cost.unit if self.cost else ""
         _LOG.info("search space: %d mixed edges, %d architecture parameters; %s target %s %s; %s/%s; %d warm-up + "
                   "%d joint epochs x %d steps; run folder %s", len(self.net.edges),
                   sum(e.num_ops for e in self.net.edges), c.target, self.target, unit, c.arch_algo, c.binary_mode,
                   c.warmup_epochs, c.epoch_size, self.steps_per_epoch, self.run_dir)
-        batch_global = c.train_batch_size * self.info.group_size
-        total_steps = total_epochs * self.steps_per_epoch
+        progress = Progress(c.train_batch_size * self.info.group_size, total_epochs * self.steps_per_epoch,
+                            total_epochs, self.steps_per_epoch)
         run_start = time.time()
-        timed = [0, 0.0]
         last = total_epochs
         if c.max_epochs_this_run:
             last = min(total_epochs, self.start_epoch + c.max_epochs_this_run)
         for epoch in range(self.start_epoch, last):
-            self._epoch(epoch, total_epochs, batch_global, total_steps, timed)
+            self._epoch(epoch, progress)
         if last < total_epochs:
             _LOG.info("weights sha1: %s; alphas sha1: %s", weights_digest(self.net), _alpha_digest(self.net.alpha_arrays()))
             print(f"stopped after epoch {last} of {total_epochs} (--max_epochs_this_run); continue with: python "
@@ -293,8 +285,8 @@ class Search:
                   f"--pretrained {self.run_dir / 'init.ckpt'} --num_classes {c.num_classes}")
         return 0
 
-    def _epoch(self, epoch: int, total_epochs: int, batch_global: int, total_steps: int, timed: list) -> None:
-        c = self.config
+    def _epoch(self, epoch: int, progress: Progress) -> None:
+        c, total_epochs = self.config, progress.epochs
         joint = epoch >= c.warmup_epochs
         arch_on = joint and epoch > c.warmup_epochs  # none in the first joint epoch (official)
         rng = np.random.default_rng([c.random_seed, epoch])
@@ -307,8 +299,8 @@ class Search:
                                        shuffle=True, drop_remainder=True)
             valid = valid_set.repeat().create_tuple_iterator(num_epochs=1)
         losses, correct, seen, arch_records = [], 0, 0, []
-        epoch_start = window_start = time.time()
-        window = 0
+        epoch_start = time.time()
+        progress.new_window()
         phase = "joint" if joint else "warm-up"
         for step in range(self.steps_per_epoch):
             images, labels = next(data)
@@ -324,21 +316,9 @@ class Search:
             if valid is not None and (step + 1) % c.arch_update_every == 0:
                 v_images, v_labels = next(valid)
                 arch_records.append(self._arch_step(rng, v_images, v_labels))
-            if global_step > 0:
-                timed[0] += 1
-                timed[1] += time.time() - start
-            window += 1
-            if (step + 1) % c.log_interval == 0 or step + 1 == self.steps_per_epoch:
-                elapsed = time.time() - window_start
-                per_step = timed[1] / timed[0] if timed[0] else elapsed / window
-                record = {"type": "step", "epoch": epoch + 1, "step": step + 1, "global_step": global_step + 1,
-                          "loss": loss, "lr": lr, "img_s": batch_global * window / max(elapsed, 1e-9),
-                          "eta_s": per_step * (total_steps - global_step - 1)}
-                _LOG.info("epoch %d/%d (%s) step %d/%d loss %.4f lr %.6f %.1f img/s eta %s", epoch + 1, total_epochs,
-                          phase, step + 1, self.steps_per_epoch, loss, lr, record["img_s"],
-                          format_seconds(record["eta_s"]))
-                self.metrics.write(record)
-                window_start, window = time.time(), 0
+            progress.step_done(time.time() - start, timed=global_step > 0)
+            if log_due(step, self.steps_per_epoch, c.log_interval):
+                self.metrics.write(progress.report(epoch + 1, step + 1, global_step + 1, loss, lr, phase))
         alphas = self.net.alpha_arrays()
         top1 = self._validate(epoch)
         result = self._write_result()
