@@ -294,3 +294,29 @@ run_msrun() {
     note "distributed run failed (msrun exit code $rc); logs: $LOG_DIR"
     return "$rc"
 }
+
+# distribute_search TARGET "$@": the body of scripts/run_distribute_search_for_{cpu,gpu,ascend}.sh (USAGE is
+# the calling script's). Arguments: COUNT DATASET_PATH [--key value ...]. CPU: COUNT is the workers of all
+# nodes (WORKER_NUM; LOCAL_WORKER_NUM on this node, default all); GPU/Ascend: COUNT is this node's devices
+# (DEVICE_NUM; WORKER_NUM for all nodes together).
+distribute_search() {
+    local target="$1" local_num
+    shift
+    split_args 2 "$@"
+    if [ "$target" = "CPU" ]; then
+        WORKER_NUM="${POSITIONAL[0]}"
+        require_positive WORKER_NUM "$WORKER_NUM"
+        local_num="${LOCAL_WORKER_NUM:-$WORKER_NUM}"
+        export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
+    else
+        local_num="${POSITIONAL[0]}"
+        require_positive DEVICE_NUM "$local_num"
+    fi
+    DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[1]}")"
+    prepare_run "search-$(echo "$target" | tr '[:upper:]' '[:lower:]')-x${WORKER_NUM:-$local_num}"
+    note "run folder: $RUN_DIR"
+    build_msrun "$local_num" \
+        "$REPO_ROOT/search.py" --device_target "$target" --run_distribute true --overwrite true \
+        --dataset_path "$DATASET_PATH" --save_ckpt_path "$OUTPUT_DIR" --run_name "$RUN_NAME" "${EXTRA_ARGS[@]}"
+    run_msrun
+}

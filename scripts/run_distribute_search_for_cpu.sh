@@ -11,14 +11,4 @@ Several nodes: WORKER_NUM (workers of all nodes), NODE_RANK, MASTER_ADDR, MASTER
 node), CLUSTER_TIME_OUT; start the script on every node with the same RUN_NAME."
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-split_args 2 "$@"
-WORKER_NUM="${POSITIONAL[0]}"
-require_positive WORKER_NUM "$WORKER_NUM"
-DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[1]}")"
-prepare_run "search-cpu-x$WORKER_NUM"
-note "run folder: $RUN_DIR"
-export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
-build_msrun "${LOCAL_WORKER_NUM:-$WORKER_NUM}" \
-    "$REPO_ROOT/search.py" --device_target CPU --run_distribute true --overwrite true \
-    --dataset_path "$DATASET_PATH" --save_ckpt_path "$OUTPUT_DIR" --run_name "$RUN_NAME" "${EXTRA_ARGS[@]}"
-run_msrun
+distribute_search CPU "$@"

@@ -11,13 +11,4 @@ Several nodes: WORKER_NUM (workers of all nodes), NODE_RANK, MASTER_ADDR, MASTER
 node), CLUSTER_TIME_OUT; start the script on every node with the same RUN_NAME."
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-split_args 2 "$@"
-LOCAL_NUM="${POSITIONAL[0]}"
-require_positive DEVICE_NUM "$LOCAL_NUM"
-DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[1]}")"
-prepare_run "search-gpu-x${WORKER_NUM:-$LOCAL_NUM}"
-note "run folder: $RUN_DIR"
-build_msrun "$LOCAL_NUM" \
-    "$REPO_ROOT/search.py" --device_target GPU --run_distribute true --overwrite true \
-    --dataset_path "$DATASET_PATH" --save_ckpt_path "$OUTPUT_DIR" --run_name "$RUN_NAME" "${EXTRA_ARGS[@]}"
-run_msrun
+distribute_search GPU "$@"

@@ -28,6 +28,9 @@ POSITIONAL = {
     "run_eval_for_ascend.sh": ["DEVICE_ID", "DATASET_PATH", "CHECKPOINT"],
     "run_eval_for_gpu.sh": ["DEVICE_ID", "DATASET_PATH", "CHECKPOINT"],
     "run_eval_for_cpu.sh": ["DATASET_PATH", "CHECKPOINT"],
+    "run_distribute_search_for_ascend.sh": ["DEVICE_NUM", "DATASET_PATH"],
+    "run_distribute_search_for_gpu.sh": ["DEVICE_NUM", "DATASET_PATH"],
+    "run_distribute_search_for_cpu.sh": ["WORKER_NUM", "DATASET_PATH"],
 }
 
 
@@ -59,7 +62,8 @@ def run_script(name, *args, cwd, **env):
 
 def valid_args(name, place):
     values = {"DEVICE_ID": "3", "DATASET_PATH": "data", "CHECKPOINT": "net.ckpt",
-              "RANK_TABLE_FILE": "hccl_4p.json", "WORKER_NUM": "2"}
+              "RANK_TABLE_FILE": "hccl_4p.json", "WORKER_NUM": "2",
+              "DEVICE_NUM": "2"}
     return [values[p] for p in POSITIONAL[name]]
 
 
@@ -125,9 +129,13 @@ def test_a_device_id_must_be_a_number(name, place):
     assert result.returncode == 2 and "DEVICE_ID=gpu0" in result.stderr
 
 
-def test_a_worker_count_must_be_positive(place):
-    result = run_script("run_distribute_train_for_cpu.sh", "0", "data", cwd=place, DRY_RUN="1")
-    assert result.returncode == 2 and "WORKER_NUM=0" in result.stderr
+@pytest.mark.parametrize("name,param", [("run_distribute_train_for_cpu.sh", "WORKER_NUM"),
+                                        ("run_distribute_search_for_cpu.sh", "WORKER_NUM"),
+                                        ("run_distribute_search_for_gpu.sh", "DEVICE_NUM"),
+                                        ("run_distribute_search_for_ascend.sh", "DEVICE_NUM")])
+def test_a_worker_count_must_be_positive(name, param, place):
+    result = run_script(name, "0", "data", cwd=place, DRY_RUN="1")
+    assert result.returncode == 2 and f"{param}=0" in result.stderr
 
 
 def test_an_unknown_launcher_is_rejected(place):
@@ -240,6 +248,8 @@ def test_a_broken_rank_table_is_rejected(place):
     ("run_distribute_train_for_gpu.sh", None, {"LAUNCHER": "mpirun"}),
     ("run_distribute_train_for_ascend.sh", "hccl_4p.json", {}),
     ("run_distribute_train_for_ascend.sh", "4", {"LAUNCHER": "msrun"}),
+    ("run_distribute_search_for_cpu.sh", "2", {}),
+    ("run_distribute_search_for_gpu.sh", "2", {}),
 ])
 def test_distributed_launch_refuses_a_used_run_folder(name, first, env, place):
     # Checked once by the launcher: train.py's own check, made by rank 0 after init(), can see the shard
@@ -386,3 +396,25 @@ def test_rank_table_launch_names_the_failed_rank_and_stops_the_others(place):
     assert f"FAILED: rank 2 (device 6) exited with code 3; log: {log}" in result.stderr
     assert log.read_text().strip() == "boom"
     assert "stopping process" in result.stderr  # the sleeping ranks were ended, not left behind
+
+
+@pytest.mark.parametrize("name,target", [("run_distribute_search_for_cpu.sh", "CPU"),
+                                         ("run_distribute_search_for_gpu.sh", "GPU"),
+                                         ("run_distribute_search_for_ascend.sh", "Ascend")])
+def test_search_msrun_command(name, target, place):
+    """One body (scripts/common.sh distribute_search) for the three search scripts: search.py on TARGET, the
+    dataset and run folder, the user's options last; CPU counts all nodes' workers, GPU/Ascend this node's."""
+    env, argv, flags, task = msrun_line(run_script(name, "3", "data", "--lr_init", "0.1", cwd=place, DRY_RUN="1",
+                                                   MSRUN="msrun", RUN_NAME="s1", MASTER_PORT="9124"))
+    assert flags["--worker_num"] == "3" and flags["--local_worker_num"] == "3" and flags["--master_port"] == "9124"
+    assert task[0] == str(ROOT / "search.py") and option(task, "--device_target") == target
+    assert option(task, "--dataset_path") == str(place / "data") and option(task, "--run_name") == "s1"
+    assert option(task, "--save_ckpt_path") == str(place / "out") and option(task, "--run_distribute") == "true"
+    assert task[task.index(">") - 2:task.index(">")] == ["--lr_init", "0.1"]  # last: the user's options win
+    many = {"WORKER_NUM": "6", "LOCAL_WORKER_NUM": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1"}
+    env, argv, flags, task = msrun_line(run_script(name, "3", "data", cwd=place, DRY_RUN="1", MSRUN="msrun",
+                                                   RUN_NAME="s2", MASTER_PORT="9124", **many))
+    if target == "CPU":  # the count is the total: 3 workers, 2 of them here
+        assert (flags["--worker_num"], flags["--local_worker_num"], flags["--node_rank"]) == ("3", "2", "1")
+    else:  # the count is this node's devices, WORKER_NUM the total
+        assert (flags["--worker_num"], flags["--local_worker_num"], flags["--node_rank"]) == ("6", "3", "1")

@@ -268,6 +268,63 @@ def test_weight_step_moves_only_the_sampled_paths():
     np.testing.assert_allclose(p.asnumpy(), w0 - 0.1 * (g + 0.9 * buf), rtol=1e-5, atol=1e-7)
 
 
+def test_sampled_path_loss_and_gradients_equal_the_standalone_network_after_path_switches(tmp_path):
+    """The weight step trains exactly the network create_model(config) builds: after steps on other paths (no
+    stale choice, state or cached graph), a newly sampled path's loss and every weight's gradient equal those of
+    the standalone network holding the same weights (BN in train mode: batch statistics, as in the step)."""
+    from src.proxylessnas_mobile import create_model
+
+    net = small_net(alpha_std=1.0)
+    images, labels = batch(n=6)
+    loss_fn = CrossEntropySmooth(3, 0.1)
+    sgd = PathSGD(net.weights())
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        weight_step(net, sgd, loss_fn, images, labels, sample_paths(rng, net.alpha_arrays()), lr=0.05)
+    choices = sample_paths(rng, net.alpha_arrays())
+    (tmp_path / "net.config").write_text(json.dumps(spec_to_config(net.spec(choices), 3)))
+    standalone = create_model(str(tmp_path / "net.config"))
+    weights = net.chosen_weights(choices)
+    for p in standalone.get_parameters():
+        p.set_data(ms.Tensor(weights[p.name].asnumpy()))
+    names = {id(p): name for name, p in weights.items()}
+    net.set_single(choices)
+    net.set_train(True)
+    standalone.set_train(True)
+    params = net.path_weights(choices)
+    own = {p.name: p for p in standalone.trainable_params()}
+    assert sorted(names[id(p)] for p in params) == sorted(own)
+    super_loss, super_grads = ms.value_and_grad(lambda x, y: loss_fn(net(x), y), None,
+                                                ms.ParameterTuple(params))(images, labels)
+    mirrored = [own[names[id(p)]] for p in params]
+    alone_loss, alone_grads = ms.value_and_grad(lambda x, y: loss_fn(standalone(x), y), None,
+                                                ms.ParameterTuple(mirrored))(images, labels)
+    np.testing.assert_allclose(super_loss.asnumpy(), alone_loss.asnumpy(), rtol=1e-6)
+    for p, a, b in zip(params, super_grads, alone_grads):
+        scale = max(float(np.abs(b.asnumpy()).max()), 1e-12)
+        np.testing.assert_allclose(a.asnumpy() / scale, b.asnumpy() / scale, atol=1e-5, err_msg=p.name)
+
+
+def test_validation_top1_uses_batch_statistics_not_the_supernets_running_ones():
+    """Official validate(use_train_mode=True): the argmax network is scored with BN batch statistics, so
+    running statistics that are not the argmax network's (e.g. averaged over sampled paths) change nothing."""
+    from src.nas.search import argmax_top1
+
+    net = small_net(alpha_std=1.0)
+    net.set_single(net.argmax())
+    net.set_train(True)
+    images = [batch(n=6, seed=s)[0] for s in (1, 2)]
+    labelled = [(x, net(x).argmax(1)) for x in images]  # labels = the batch-statistics predictions: top-1 is 1
+    rng = np.random.default_rng(4)
+    for p in net.get_parameters():
+        if "moving_" in p.name:  # running statistics far from these images'
+            p.set_data(ms.Tensor(rng.uniform(5.0, 50.0, p.shape).astype(np.float32)))
+    net.set_train(False)
+    eval_mode = sum(int((net(x).argmax(1) == y).sum().asnumpy()) for x, y in labelled) / 12
+    assert eval_mode < 0.9  # so running statistics would have shown
+    assert argmax_top1(net, labelled) == 1.0
+
+
 # ---------------------------------------------------------------------------
 # Result export
 # ---------------------------------------------------------------------------

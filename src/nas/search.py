@@ -67,6 +67,21 @@ def split_validation(images: ImageList, per_class: int, max_fraction: float, see
             ImageList([images.samples[i] for i in sorted(held)], images.classes, images.root))
 
 
+def argmax_top1(net: SuperNet, batches) -> float:
+    """Top-1 of the argmax network over (images, labels) batches, BN in train mode (batch statistics) as the
+    official ``validate`` (``use_train_mode=True``): a supernet's BN running statistics mix every sampled path
+    (shared layers) or a handful of steps (an op), so they are not the argmax network's. Like the official
+    code, this also moves the argmax path's running statistics towards the validation batches'."""
+    net.set_single(net.argmax())
+    net.set_train(True)
+    correct = total = 0
+    for images, labels in batches:
+        pred = net(images).argmax(1)
+        correct += int((pred == labels).sum().asnumpy())
+        total += int(labels.shape[0])
+    return correct / max(total, 1)
+
+
 def entropy(alphas: List[np.ndarray]) -> float:
     """Mean entropy (nats) of the edges' softmax(alpha)."""
     return float(np.mean([-(p * np.log(p)).sum() for p in map(softmax_np, alphas)]))
@@ -214,17 +229,10 @@ class Search:
 
     # -- evaluation -------------------------------------------------------------
     def _validate(self, epoch: int) -> float:
-        """Top-1 of the current argmax network on the validation split (BN in eval mode)."""
-        self.net.set_single(self.net.argmax())
-        self.net.set_train(False)
+        """Top-1 of the current argmax network on the validation split (see :func:`argmax_top1`)."""
         data = create_dataset(self.valid_images, self.config, training=False, batch_size=self.config.val_batch_size,
                               shuffle=False, drop_remainder=False)
-        correct = total = 0
-        for images, labels in data.create_tuple_iterator(num_epochs=1):
-            pred = self.net(images).argmax(1)
-            correct += int((pred == labels).sum().asnumpy())
-            total += int(labels.shape[0])
-        return correct / max(total, 1)
+        return argmax_top1(self.net, data.create_tuple_iterator(num_epochs=1))
 
     # -- loop -------------------------------------------------------------------------
     def _open_run_dir(self) -> None:
