@@ -306,7 +306,7 @@ class Search:
             valid_set = create_dataset(self.valid_images, c, training=False, batch_size=self.valid_batch,
                                        shuffle=True, drop_remainder=True)
             valid = valid_set.repeat().create_tuple_iterator(num_epochs=1)
-        losses, correct, seen, arch_records = [], 0, 0, []
+        losses, arch_records = [], []
         epoch_start = time.time()
         progress.new_window()
         phase = "joint" if joint else "warm-up"
