@@ -100,13 +100,16 @@ def _arch_advice(weights: Dict[str, Any]) -> str:
             "Convert PyTorch weights with tools/convert_weights.py")
 
 
-def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "") -> None:
+def load_weights(net: nn.Cell, path: str, allow_new_classifier: bool = False, prefix: str = "",
+                 entries: Optional[Dict[str, Any]] = None) -> None:
     """Load a checkpoint's weights into ``net`` strictly (every parameter filled, shapes equal).
 
     With ``allow_new_classifier`` a classifier of another size is left at its fresh
-    initialisation (fine-tuning to a new ``num_classes``); otherwise it is an error.
+    initialisation (fine-tuning to a new ``num_classes``); otherwise it is an error. ``entries``: the file's
+    contents when the caller has read them already (:func:`read_checkpoint`), so it is not read again.
     """
-    entries = read_checkpoint(path)
+    if entries is None:
+        entries = read_checkpoint(path)
     weights = weights_of(entries, prefix)
     own = {p.name: p for p in net.get_parameters()}
     missing = sorted(set(own) - set(weights))

@@ -115,8 +115,14 @@ def read_description(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
     else:
         from src.checkpoint import read_checkpoint
 
-        text = read_checkpoint(str(path)).get(KEY)
+        return checkpoint_description(read_checkpoint(str(path)), str(path))
     return None if text is None else decode(text, str(path))
+
+
+def checkpoint_description(entries: Dict[str, Any], source: str) -> Optional[Dict[str, Any]]:
+    """The description among a checkpoint's entries (as :func:`src.checkpoint.read_checkpoint` returns them)."""
+    text = entries.get(KEY)
+    return None if text is None else decode(text, source)
 
 
 def _onnx_metadata(path: Path) -> Dict[str, str]:

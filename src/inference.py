@@ -36,11 +36,11 @@ def inference_form(net, fold_bn: bool = True, depthwise_kernel: str = "auto", de
     return net
 
 
-def classifier_size(path: str) -> int:
-    """The number of classes a checkpoint's classifier has."""
-    from src.checkpoint import read_checkpoint, weights_of
+def classifier_size(entries: Dict[str, Any], path: str) -> int:
+    """The number of classes the classifier among a checkpoint's entries (of the file ``path``) has."""
+    from src.checkpoint import weights_of
 
-    weights = weights_of(read_checkpoint(path))
+    weights = weights_of(entries)
     if "output.weight" not in weights:
         raise UserError(f"checkpoint {path} has no classifier (output.weight): is it a ProxylessNAS checkpoint?")
     return int(weights["output.weight"].shape[0])
@@ -54,20 +54,21 @@ def load_network(path: str, arch: Union[str, Dict[str, Any], None] = None, num_c
     the checkpoint's classifier.  Given ones are used; when they do not fit the weights the error names both.
     """
     from src import create_model
-    from src.checkpoint import load_weights
-    from src.description import read_description, same_value, shown
+    from src.checkpoint import load_weights, read_checkpoint
+    from src.description import checkpoint_description, same_value, shown
 
-    description = read_description(path)
+    entries = read_checkpoint(path)  # read once: description, classifier size and weights
+    description = checkpoint_description(entries, path)
     if description is not None and description.get("kind") != "network":
         raise UserError(f"checkpoint {path} holds a {description.get('kind')}'s weights (a search's resume state), "
                         "not a network's: use the search run's init.ckpt")
     described = description or {}
     if arch is None:
         arch = described.get("arch", DEFAULT_ARCH)
-    num_classes = num_classes or described.get("num_classes") or classifier_size(path)
+    num_classes = num_classes or described.get("num_classes") or classifier_size(entries, path)
     net = create_model(arch, num_classes=num_classes)
     try:
-        load_weights(net, path)
+        load_weights(net, path, entries=entries)
     except UserError as err:
         if "arch" in described and not same_value("arch", arch, described["arch"]):
             raise UserError(f"--arch {shown(arch)} does not fit checkpoint {path}, whose description says arch "
