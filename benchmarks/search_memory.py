@@ -5,8 +5,10 @@
 Each measurement runs in its own process (peak RSS = ru_maxrss of that process, which includes the
 framework itself, so the baseline "import + build" is reported too): training steps of the fixed
 proxylessnas_mobile network (GRAPH mode, as train.py runs it, and PyNative), search weight steps (one
-sampled path) and search architecture steps (``two`` mode: two paths per edge), on random data.
-Writes benchmarks/results/search_memory.md. Step times are medians after the first (compile) step.
+sampled path) and search architecture steps (``two`` mode: two paths per edge), on random data. Every row
+runs its depthwise convs as the entry points do (``depthwise_kernel`` auto: the project's native CPU kernel
+when it builds, as train.py and search.py use it). Writes benchmarks/results/search_memory.md with the CPU
+model and the load average. Step times are medians after the first (compile) step.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "search_memory.md"
+
+
+def _load():
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _peak_mb() -> float:
@@ -38,6 +44,7 @@ def child(kind: str, image_size: int, batch: int, steps: int, width_mult: float)
     ms.set_device("CPU")
     ms.set_seed(0)
     from src.loss import CrossEntropySmooth
+    from src.native_depthwise import apply_choice
 
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.normal(size=(batch, 3, image_size, image_size)).astype(np.float32))
@@ -48,6 +55,7 @@ def child(kind: str, image_size: int, batch: int, steps: int, width_mult: float)
         from src.proxylessnas_mobile import create_model
 
         net = create_model("proxylessnas_mobile", num_classes=10)
+        native = apply_choice(net, "auto", "CPU")
         opt = nn.Momentum(net.trainable_params(), 0.01, 0.9, weight_decay=4e-5)
         step_net = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt)
         step_net.set_train(True)
@@ -62,6 +70,7 @@ def child(kind: str, image_size: int, batch: int, steps: int, width_mult: float)
         from src.nas.supernet import SuperNet
 
         net = SuperNet(default_space(image_size, width_mult, 10))
+        native = apply_choice(net, "auto", "CPU")
         sgd = PathSGD(net.weights())
         adam = ArchAdam([e.num_ops for e in net.edges])
         objective = ArchObjective(10, None, 1.0, "none")
@@ -77,7 +86,7 @@ def child(kind: str, image_size: int, batch: int, steps: int, width_mult: float)
         start = time.time()
         step()
         times.append(time.time() - start)
-    return {"kind": kind, "peak_rss_mb": _peak_mb(), "after_build_mb": base,
+    return {"kind": kind, "depthwise": "native" if native else "builtin", "peak_rss_mb": _peak_mb(), "after_build_mb": base,
             "step_s": float(np.median(times[1:])) if len(times) > 1 else times[0], "first_step_s": times[0]}
 
 
@@ -92,6 +101,10 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.image_size, args.batch, args.steps, args.width_mult)))
         return 0
+    sys.path.insert(0, str(ROOT))
+    from src.latency import cpu_description
+
+    cpu, load_before = cpu_description(), _load()
     rows = []
     for kind in ("train_graph", "train_pynative", "search_weight", "search_arch_two"):
         out = subprocess.run([sys.executable, __file__, "--child", kind, "--image_size", str(args.image_size),
@@ -106,16 +119,21 @@ def main(argv=None) -> int:
              f"width {args.width_mult}, {args.steps} steps each)", "",
              f"Command: `python benchmarks/search_memory.py --image_size {args.image_size} --batch {args.batch} "
              f"--steps {args.steps} --width_mult {args.width_mult}`; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-             "Peak RSS is the whole process (framework included); the machine was shared, so times are indicative.", "",
-             "| run | peak RSS MB | x train (GRAPH) | RSS after build MB | median step s | first step s |",
-             "|---|---|---|---|---|---|"]
+             f"CPU: {cpu['cpu']} ({cpu['cpu_flags']}), {cpu['cpu_count']} logical cores; load average before "
+             f"{load_before}, after {_load()} (above ~1 other jobs shared the 2 cores).",
+             "Peak RSS is the whole process (framework included). x train = against training proxylessnas_mobile "
+             "in GRAPH mode, as train.py runs it.", "",
+             "| run | depthwise convs | peak RSS MB | x train (GRAPH) | RSS after build MB | median step s | "
+             "step x train | first step s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['kind']} | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['kind']} | failed: {r['error']} | | | | | | |")
             continue
         ratio = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}" if ref else "n/a"
-        lines.append(f"| {r['kind']} | {r['peak_rss_mb']:.0f} | {ratio} | {r['after_build_mb']:.0f} | "
-                     f"{r['step_s']:.2f} | {r['first_step_s']:.1f} |")
+        step_ratio = f"{r['step_s'] / ref['step_s']:.1f}" if ref else "n/a"
+        lines.append(f"| {r['kind']} | {r['depthwise']} | {r['peak_rss_mb']:.0f} | {ratio} | {r['after_build_mb']:.0f} | "
+                     f"{r['step_s']:.2f} | {step_ratio} | {r['first_step_s']:.1f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
