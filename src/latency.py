@@ -101,6 +101,34 @@ DEFAULT_CELLS = (4, 4, 4, 4, 4, 1)
 DEFAULT_STRIDES = (2, 2, 2, 1, 2, 1)
 DEFAULT_CANDIDATES: Tuple[Tuple[int, int], ...] = ((3, 3), (3, 6), (5, 3), (5, 6), (7, 3), (7, 6))
 STEM_CHANNELS, FIRST_BLOCK_CHANNELS, HEAD_CHANNELS = 32, 16, 1280
+_CANDIDATE_NAME = re.compile(r"^(\d+)x(\d+)_MBConv(\d+(?:\.\d+)?)$")
+
+
+def candidate_names(candidates: Sequence[Tuple[int, float]] = DEFAULT_CANDIDATES) -> List[str]:
+    """Official names of (kernel, expand) candidates: ``3x3_MBConv3`` ..."""
+    return [f"{int(k)}x{int(k)}_MBConv{_fmt(e)}" for k, e in candidates]
+
+
+def parse_candidates(names: Sequence[str], option: str = "--conv_candidates") -> Tuple[Tuple[int, float], ...]:
+    """(kernel, expand) pairs from official candidate names (``3x3_MBConv6``), as the official
+    ``--conv_candidates``; a malformed, even-kernel or repeated name is a UserError naming it."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    out: List[Tuple[int, float]] = []
+    for name in names:
+        match = _CANDIDATE_NAME.match(str(name).strip())
+        kernel = int(match.group(1)) if match else 0
+        if not match or int(match.group(2)) != kernel or kernel % 2 == 0 or not float(match.group(3)) > 0:
+            raise UserError(f"{option}: {name!r} is not a candidate name like 3x3_MBConv6 (odd square kernel, "
+                            f"expand ratio > 0); the official ones are {', '.join(candidate_names())}")
+        expand = float(match.group(3))
+        pair = (kernel, int(expand) if expand.is_integer() else expand)
+        if pair in out:
+            raise UserError(f"{option}: {name!r} is given twice")
+        out.append(pair)
+    if not out:
+        raise UserError(f"{option}: give at least one candidate, e.g. {','.join(candidate_names())}")
+    return tuple(out)
 # The official mobile table also lists the first block (MBConv1) with 5x5 and 7x7 kernels although the
 # search fixes it at 3x3; a default-space build measures them too so that its keys equal the official ones.
 FIRST_BLOCK_TABLE_KERNELS = (3, 5, 7)

@@ -116,6 +116,12 @@ def run_main(argv, capsys):
     (["--binary_mode", "three"], r"^error: --binary_mode: 'three' is not one of two, full_v2$"),
     (["--latency_loss", "mul#exp"], r"^error: --latency_loss: 'mul#exp' is not one of mul#log, add#linear, none$"),
     (["--latency_loss", "add#linear"], r"^error: --latency_table is needed for a latency target"),
+    (["--conv_candidates", "3x3_MBConv6,3x5_MBConv6"],
+     r"^error: --conv_candidates: '3x5_MBConv6' is not a candidate name like 3x3_MBConv6 \(odd square kernel, "
+     r"expand ratio > 0\); the official ones are 3x3_MBConv3, 3x3_MBConv6, 5x5_MBConv3, 5x5_MBConv6, 7x7_MBConv3, "
+     r"7x7_MBConv6$"),
+    (["--conv_candidates", "3x3_MBConv6,3x3_MBConv6"], r"^error: --conv_candidates: '3x3_MBConv6' is given twice$"),
+    (["--conv_candidates", "4x4_MBConv6"], r"^error: --conv_candidates: '4x4_MBConv6' is not a candidate name"),
 ])
 def test_bad_input_is_one_line(extra, message, data, tmp_path, capsys):
     code, err = run_main([*TINY, "--dataset_path", data, "--save_ckpt_path", tmp_path, *extra], capsys)
@@ -178,3 +184,28 @@ def test_full_v2_and_rl_searches_move_alpha_against_a_flops_target(mode, data, t
     first, final = np.array(sum(arch[0]["probs"], [])), np.array(sum(arch[-1]["probs"], []))
     assert np.abs(final - first).max() > 1e-4  # the architecture steps changed the probabilities
     assert all(abs(sum(p) - 1) < 1e-4 for p in arch[-1]["probs"]) and softmax_np(np.zeros(2)).sum() == 1
+
+
+def test_conv_candidates_narrow_the_space_and_resume_refuses_other_candidates(data, tmp_path, capsys):
+    """--conv_candidates (the official flag): every mixed cell offers only those ops (plus Zero where allowed), the
+    table needs only their keys, net.config uses only them; a resume with other candidates is one line."""
+    from src.latency import default_space
+
+    narrow = default_space(32, 0.25, 3, candidates=((3, 6),))
+    table = write_table(tmp_path / "narrow.yaml", narrow)  # no key of the other five candidates
+    common = [*TINY, "--dataset_path", data, "--latency_table", table, "--save_ckpt_path", tmp_path,
+              "--conv_candidates", "3x3_MBConv6", "--epoch_size", "1"]
+    code, err = run_main([*common, "--run_name", "narrow"], capsys)
+    assert code == 0, err
+    arch = [json.loads(line) for line in (tmp_path / "narrow" / "arch.jsonl").read_text().splitlines()]
+    assert {tuple(names) for names in arch[-1]["op_names"]} == {("3x3_MBConv6",), ("3x3_MBConv6", "Zero")}
+    config = json.loads((tmp_path / "narrow" / "net.config").read_text())
+    ops = [b["mobile_inverted_conv"] for b in config["blocks"][1:] if b["mobile_inverted_conv"]["name"] != "ZeroLayer"]
+    assert ops and all((op["kernel_size"], op["expand_ratio"]) == (3, 6) for op in ops)
+    code, err = run_main([*TINY, "--dataset_path", data, "--save_ckpt_path", tmp_path, "--latency_loss", "none",
+                          "--epoch_size", "1", "--run_name", "other", "--resume",
+                          tmp_path / "narrow" / "checkpoints" / "search-last.ckpt"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.match(r"^error: checkpoint .*search-last.ckpt was searched with --conv_candidates 3x3_MBConv6, this "
+                    r"run has 3x3_MBConv3,3x3_MBConv6,5x5_MBConv3,5x5_MBConv6,7x7_MBConv3,7x7_MBConv6: resume with "
+                    r"the same candidates$", err), err

@@ -47,13 +47,14 @@ def build_demo_table(path: Path):
     return table
 
 
-def choose_target(table, fraction: float):
-    """(target ms, cheapest ms, most expensive ms, proxylessnas_mobile ms) of the default space at 32x32."""
+def choose_target(table, fraction: float, candidates=None):
+    """(target ms, cheapest ms, most expensive ms, proxylessnas_mobile ms) of the default space at 32x32
+    (with only ``candidates`` in every cell when given)."""
     from src.arch import get_arch
     from src.latency import default_space, predict_latency
     from src.nas.cost import latency_model
 
-    model = latency_model(default_space(IMAGE_SIZE, 1.0, CLASSES), table)
+    model = latency_model(default_space(IMAGE_SIZE, 1.0, CLASSES, candidates), table)
     cheapest = model.fixed + sum(float(costs.min()) for costs in model.per_edge)
     dearest = model.fixed + sum(float(costs.max()) for costs in model.per_edge)
     mobile = predict_latency(table, get_arch("proxylessnas_mobile"), IMAGE_SIZE, CLASSES)[0]
@@ -73,6 +74,9 @@ def main(argv=None) -> int:
     parser.add_argument("--search_epochs", type=int, default=3, help="joint search epochs after the warm-up")
     parser.add_argument("--arch_update_every", type=int, default=3, help="weight steps per architecture step")
     parser.add_argument("--train_epochs", type=int, default=6, help="training epochs of each compared network")
+    parser.add_argument("--conv_candidates", default="",
+                        help="search.py --conv_candidates (default: the official six), e.g. 3x3_MBConv6 for a depth "
+                             "search, whose supernet learns in this budget")
     parser.add_argument("--results", default="", help="also write the summary to this file (e.g. "
                                                       "benchmarks/results/search_demo.txt)")
     args = parser.parse_args(argv)
@@ -93,7 +97,10 @@ def main(argv=None) -> int:
     print("\n=== latency table: ONNX Runtime, 1 thread, batch 1, default space + released layers at 32x32", flush=True)
     table = build_demo_table(table_path)
     table_seconds = time.time() - start
-    target, cheapest, dearest, mobile = choose_target(table, args.target_fraction)
+    from src.latency import parse_candidates
+
+    candidates = parse_candidates(args.conv_candidates) if args.conv_candidates else None
+    target, cheapest, dearest, mobile = choose_target(table, args.target_fraction, candidates)
     print(f"space at 32x32 on this CPU: cheapest network {cheapest:.3f} ms, most expensive {dearest:.3f} ms, "
           f"proxylessnas_mobile {mobile:.3f} ms -> target {target:.3f} ms ({args.target_fraction:g} x mobile)",
           flush=True)
@@ -108,7 +115,8 @@ def main(argv=None) -> int:
                    "--warmup_lr", f"{warmup_lr:g}", "--lr_init", f"{warmup_lr / 2:g}", "--work_nums", "1",
                    "--cutout", "false", "--color_jitter", "0", "--random_flip", "false", "--min_crop_scale", "0.7",
                    "--crop_pct", "1.0", "--log_interval", "6", "--latency_table", str(table_path),
-                   "--target_latency", f"{target:.4f}", "--save_ckpt_path", str(out), "--run_name", "search"])
+                   "--target_latency", f"{target:.4f}", "--save_ckpt_path", str(out), "--run_name", "search",
+                   *(["--conv_candidates", args.conv_candidates] if args.conv_candidates else [])])
     search_seconds = time.time() - search_start
     epochs = [json.loads(line) for line in (out / "search" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r.get("type") == "epoch"]
@@ -139,7 +147,8 @@ def main(argv=None) -> int:
              f"({sizes['train']} train / {sizes['val']} val images), ONNX Runtime 1 thread, batch 1",
              f"table: {len(table)} layers ({table.meta.get('cpu', '?')}); space cheapest {cheapest:.3f} ms, most "
              f"expensive {dearest:.3f} ms, proxylessnas_mobile {mobile:.3f} ms; target {target:.3f} ms",
-             f"search: batch {args.batch}, {args.warmup_epochs} warm-up + {args.search_epochs} joint epochs, "
+             f"search: {args.conv_candidates or 'the official six candidates'} (+ Zero), batch {args.batch}, "
+             f"{args.warmup_epochs} warm-up + {args.search_epochs} joint epochs, "
              f"warm-up lr {warmup_lr:g}, joint lr {warmup_lr / 2:g}, an architecture step every "
              f"{args.arch_update_every} weight steps; top-1 of the argmax network on the held-out split per "
              f"epoch: {top1s}; final expected latency "

@@ -15,6 +15,9 @@ def get_search_config(argv: Optional[Sequence[str]] = None) -> Config:
     for key in ("arch_update_every", "valid_per_class", "valid_batch_size", "rl_samples", "arch_lr"):
         if not cfg[key] > 0:
             raise UserError(f"--{key}: must be > 0, got {cfg[key]!r}")
+    from src.latency import parse_candidates
+
+    parse_candidates(cfg["conv_candidates"])  # a bad name is reported before anything else is read
     if not 0 < cfg["valid_fraction"] < 1:
         raise UserError(f"--valid_fraction: must be in (0, 1), got {cfg['valid_fraction']!r}")
     return cfg

@@ -34,7 +34,7 @@ from src.lr_generator import get_lr
 from src.model_utils.device import ParallelInfo, init_context
 from src.nas.cost import CostModel, check_target, flops_model, latency_model, softmax_np
 from src.nas.optim import ArchAdam, PathSGD
-from src.latency import build_command, default_space
+from src.latency import build_command, candidate_names, default_space, parse_candidates
 from src.nas.steps import (ArchObjective, Reinforce, arch_step_full_v2, arch_step_two, sample_pairs, sample_paths,
                            weight_step)
 from src.nas.supernet import SuperNet
@@ -104,7 +104,7 @@ class Search:
             c.run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
         self.config = c
         self._check_config()
-        self.space = default_space(c.image_size, c.width_mult, c.num_classes)
+        self.space = default_space(c.image_size, c.width_mult, c.num_classes, parse_candidates(c.conv_candidates))
         self.cost, self.target = self._cost_model()  # a table without the needed keys fails before any output
         self.info: ParallelInfo = init_context(c)
         ms.set_seed(c.random_seed)
@@ -190,15 +190,22 @@ class Search:
         if not self.info.is_main:
             return
         extra = {"epoch_num": epochs_done, "steps_per_epoch": self.steps_per_epoch, "num_classes": self.config.num_classes,
-                 "rl_baseline": repr(self.rl.baseline)}
+                 "rl_baseline": repr(self.rl.baseline), "conv_candidates": self._candidates()}
         extra.update(self._description(self.net.spec(self.net.argmax()), "supernet"))
         save_checkpoint_atomic(self._state(), str(self.run_dir / "checkpoints" / CHECKPOINT), append_dict=extra)
+
+    def _candidates(self) -> str:
+        return ",".join(candidate_names(self.space.cells[0].candidates))
 
     def _resume(self, path: str) -> None:
         entries = read_checkpoint(path)
         if "arch_adam.steps" not in entries:
             raise UserError(f"checkpoint {path} is not a search checkpoint (no architecture optimiser state): "
                             "resume from RUN/checkpoints/search-last.ckpt")
+        saved = str(entries.get("conv_candidates", ",".join(candidate_names())))
+        if saved != self._candidates():
+            raise UserError(f"checkpoint {path} was searched with --conv_candidates {saved}, this run has "
+                            f"{self._candidates()}: resume with the same candidates")
         if int(entries["steps_per_epoch"].asnumpy()) != self.steps_per_epoch:
             raise UserError(f"checkpoint {path} was written with {int(entries['steps_per_epoch'].asnumpy())} steps per "
                             f"epoch, this run has {self.steps_per_epoch}: resume with the same data, batch size "
@@ -207,8 +214,12 @@ class Search:
         missing = sorted(set(own) - set(entries))
         if missing:
             raise UserError(f"checkpoint {path} lacks {missing[0]} ({len(missing)} missing): it was written for "
-                            "another search space (--image_size, --width_mult, --num_classes)")
+                            "another search space (--image_size, --width_mult, --num_classes, --conv_candidates)")
         for name, param in own.items():
+            if tuple(entries[name].shape) != tuple(param.shape):
+                raise UserError(f"checkpoint {path}: {name} has shape {tuple(entries[name].shape)}, this run's "
+                                f"{tuple(param.shape)}: it was written for another search space (--image_size, "
+                                "--width_mult, --num_classes, --conv_candidates)")
             param.set_data(ms.Tensor(entries[name].asnumpy(), param.dtype))
         self.arch_opt.load_state_arrays({k: entries[k].asnumpy() for k in entries if k.startswith("arch_adam.")})
         baseline = entries.get("rl_baseline", "None")
