@@ -8,6 +8,8 @@ from src.errors import UserError
 def main(argv=None) -> int:
     """Parse the search config, run the search; a UserError becomes one line and exit code 2."""
     setup_logging()
+    from src.signals import route_sigint_to_python
+    route_sigint_to_python()  # before MindSpore loads: see src/signals.py
     try:
         from src.model_utils.device import configure_environment
         from src.nas.config import get_search_config

@@ -12,10 +12,16 @@ import signal
 import threading
 
 
+_ROUTED = False
+
+
 def route_sigint_to_python() -> None:
-    """Deliver SIGINT to the Python-level handler whatever handlers native libraries install later."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Deliver SIGINT to the Python-level handler whatever handlers native libraries install later (once per
+    process: an entry point called again in the same process, as the tests do, adds no second thread)."""
+    global _ROUTED
+    if _ROUTED or not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         return
+    _ROUTED = True
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
     def forward() -> None:

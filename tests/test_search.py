@@ -441,3 +441,32 @@ def test_native_depthwise_kernel_gives_the_builtin_gradients():
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-6)
+
+
+def test_two_mode_with_a_single_candidate_leaves_single_op_edges_alone(tmp_path):
+    """--conv_candidates with one name: cells that cannot be Zero have one op (nothing to learn). `two` mode pairs
+    them with themselves (the official code would fail to draw two ops from one), their alphas and Adam state stay
+    as they are and their expected latency is the op's cost; edges with Zero still learn."""
+    space = default_space(**{**SMALL, "candidates": ((3, 6),)})
+    net = SuperNet(space, seed=0, alpha_std=0.5)
+    single = [e for e, edge in enumerate(net.edges) if edge.num_ops == 1]
+    assert single and len(single) < len(net.edges)
+    rng = np.random.default_rng(0)
+    pairs = sample_pairs(rng, net.alpha_arrays())
+    assert all(pairs[e] == (0, 0) for e in single)
+    model = cost_mod.latency_model(space, str(write_table(tmp_path / "t.yaml", space)))
+    value = float(model.expected(net.alphas(), pairs).asnumpy())
+    reference = model.fixed + sum(model.per_edge[e][0] for e in single) + sum(
+        cost_mod.softmax_np(a[list(p)]) @ model.per_edge[e][list(p)]
+        for e, (a, p) in enumerate(zip(net.alpha_arrays(), pairs)) if e not in single)
+    assert value == pytest.approx(reference, rel=1e-5)
+    before = net.alpha_arrays()
+    adam = ArchAdam([e.num_ops for e in net.edges], lr=0.05)
+    images, labels = batch(n=6)
+    from src.nas.steps import arch_step_two
+
+    arch_step_two(net, adam, ArchObjective(3, model, 1.0, "mul#log"), images, labels, pairs)
+    after = net.alpha_arrays()
+    assert all(np.array_equal(after[e], before[e]) and adam.steps[e] == 0 for e in single)
+    moved = [e for e in range(len(after)) if e not in single and pairs[e][0] != net.edges[e].zero_index]
+    assert moved and all(not np.array_equal(after[e], before[e]) for e in moved)

@@ -209,3 +209,43 @@ def test_conv_candidates_narrow_the_space_and_resume_refuses_other_candidates(da
     assert re.match(r"^error: checkpoint .*search-last.ckpt was searched with --conv_candidates 3x3_MBConv6, this "
                     r"run has 3x3_MBConv3,3x3_MBConv6,5x5_MBConv3,5x5_MBConv6,7x7_MBConv3,7x7_MBConv6: resume with "
                     r"the same candidates$", err), err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_mid_epoch_saves_and_resume_continues_exactly(sig, data, table, tmp_path):
+    """SIGTERM (a cluster's preemption) or Ctrl-C in the middle of a joint epoch: the search stops after that
+    step with a checkpoint holding the sampler's random state; the resume skips the batches already used and
+    ends with exactly the weights and alphas of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    common = [*TINY, "--steps_per_epoch", "4", "--dataset_path", data, "--latency_table", table,
+              "--save_ckpt_path", tmp_path]
+    whole = run_script(["search.py", *common, "--run_name", "whole"])
+    assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "search.py", *map(str, common), "--run_name", "cut"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "epoch 3/3 (joint) step 1/4" in line:
+            proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=600) == 0, "".join(lines)[-3000:]
+    text = "".join(lines)
+    assert f"{sig} received: stopping after this step and saving a checkpoint" in text, text[-2000:]
+    stopped = re.search(rf"stopped by {sig} at epoch 3 step ([123]); resume with: python search.py --resume (\S+)", text)
+    assert stopped, text[-2000:]
+    assert "search done" not in text
+    second = run_script(["search.py", *common, "--run_name", "cut", "--resume", stopped.group(2)])
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"in epoch 3 after step {stopped.group(1)}" in second.stdout
+    assert digests(second.stdout) == digests(whole.stdout)
+    epochs = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    last, expected = ([r for r in rs if r["type"] == "epoch"][-1] for rs in (epochs, reference))
+    assert last["arch_steps"] == expected["arch_steps"] == 4
+    assert last["loss"] == pytest.approx(expected["loss"], rel=1e-6)

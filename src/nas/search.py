@@ -7,7 +7,9 @@ epochs), ``arch.jsonl`` (probabilities per epoch), ``search.png``, ``search.log`
 
 Every random draw of an epoch (path sampling, data order, augmentation) is seeded from (seed, epoch), so a
 run resumed from an epoch checkpoint continues exactly, and all ranks of a data-parallel run sample the
-same paths.
+same paths. SIGINT/SIGTERM stop the search after the current step (on every rank at the same step) with a
+checkpoint that also holds the sampler's random state and the step reached; a resume from it skips the
+batches already used and continues that epoch exactly.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -170,7 +173,8 @@ class Search:
         warm = get_lr(c.warmup_lr, c.warmup_epochs, self.steps_per_epoch, 0, c.lr_end) if c.warmup_epochs else []
         joint = get_lr(c.lr_init, c.epoch_size, self.steps_per_epoch, 0, c.lr_end)
         self.lr = np.concatenate([np.asarray(warm, np.float32), joint])
-        self.start_epoch = 0
+        self.start_epoch, self.start_step = 0, 0
+        self.partial: Optional[Dict[str, Any]] = None  # a mid-epoch resume: sampler state, losses so far
         if c.resume:
             self._resume(c.resume)
 
@@ -186,13 +190,20 @@ class Search:
         return checkpoint_entry(describe(spec_to_config(spec, c.num_classes), c.num_classes, c.image_size, c.crop_pct,
                                          self.train_images.classes, kind))
 
-    def _save(self, epochs_done: int) -> None:
+    def _save(self, epochs_done: int, partial: Optional[Dict[str, Any]] = None) -> Path:
+        """The resume checkpoint after ``epochs_done`` epochs, or inside epoch ``epochs_done`` (0-based) with
+        ``partial`` = {"step": steps done in it, "rng": the sampler's state, "losses", "arch": its records}."""
+        path = self.run_dir / "checkpoints" / CHECKPOINT
         if not self.info.is_main:
-            return
+            return path
         extra = {"epoch_num": epochs_done, "steps_per_epoch": self.steps_per_epoch, "num_classes": self.config.num_classes,
-                 "rl_baseline": repr(self.rl.baseline), "conv_candidates": self._candidates()}
+                 "rl_baseline": repr(self.rl.baseline), "conv_candidates": self._candidates(),
+                 "step_num": partial["step"] if partial else 0}
+        if partial:
+            extra["partial_epoch"] = json.dumps(partial)
         extra.update(self._description(self.net.spec(self.net.argmax()), "supernet"))
-        save_checkpoint_atomic(self._state(), str(self.run_dir / "checkpoints" / CHECKPOINT), append_dict=extra)
+        save_checkpoint_atomic(self._state(), str(path), append_dict=extra)
+        return path
 
     def _candidates(self) -> str:
         return ",".join(candidate_names(self.space.cells[0].candidates))
@@ -225,7 +236,12 @@ class Search:
         baseline = entries.get("rl_baseline", "None")
         self.rl.baseline = None if baseline == "None" else float(baseline)
         self.start_epoch = int(entries["epoch_num"].asnumpy())
-        _LOG.info("resumed from %s after epoch %d", path, self.start_epoch)
+        self.start_step = int(entries["step_num"].asnumpy()) if "step_num" in entries else 0
+        if self.start_step:
+            self.partial = json.loads(str(entries["partial_epoch"]))
+            _LOG.info("resumed from %s in epoch %d after step %d", path, self.start_epoch + 1, self.start_step)
+        else:
+            _LOG.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def _write_result(self) -> Dict[str, Any]:
         """net.config and init.ckpt of the current argmax network; its predicted cost."""
@@ -290,8 +306,13 @@ class Search:
         last = total_epochs
         if c.max_epochs_this_run:
             last = min(total_epochs, self.start_epoch + c.max_epochs_this_run)
-        for epoch in range(self.start_epoch, last):
-            self._epoch(epoch, progress)
+        self._install_signal_handlers()
+        try:
+            for epoch in range(self.start_epoch, last):
+                if not self._epoch(epoch, progress):
+                    return 0  # stopped by a signal; the state was saved
+        finally:
+            self._restore_signal_handlers()
         if last < total_epochs:
             _LOG.info("weights sha1: %s; alphas sha1: %s", weights_digest(self.net), _alpha_digest(self.net.alpha_arrays()))
             print(f"stopped after epoch {last} of {total_epochs} (--max_epochs_this_run); continue with: python "
@@ -308,7 +329,8 @@ class Search:
                   f"--pretrained {self.run_dir / 'init.ckpt'} --num_classes {c.num_classes}")
         return 0
 
-    def _epoch(self, epoch: int, progress: Progress) -> None:
+    def _epoch(self, epoch: int, progress: Progress) -> bool:
+        """One epoch (or its remainder after a mid-epoch resume); False when a signal stopped it (state saved)."""
         c, total_epochs = self.config, progress.epochs
         joint = epoch >= c.warmup_epochs
         arch_on = joint and epoch > c.warmup_epochs  # none in the first joint epoch (official)
@@ -322,10 +344,21 @@ class Search:
                                        shuffle=True, drop_remainder=True)
             valid = valid_set.repeat().create_tuple_iterator(num_epochs=1)
         losses, arch_records = [], []
+        first = self.start_step if epoch == self.start_epoch else 0
+        if first:
+            # continue the interrupted epoch exactly: the sampler's state, and past the batches already used
+            rng.bit_generator.state = self.partial["rng"]
+            losses, arch_records = list(self.partial["losses"]), list(self.partial["arch"])
+            _LOG.info("epoch %d: skipping the %d training batches (and %d validation batches) used before the stop",
+                      epoch + 1, first, len(arch_records) if valid is not None else 0)
+            for _ in range(first):
+                next(data)
+            for _ in range(len(arch_records) if valid is not None else 0):
+                next(valid)
         epoch_start = time.time()
         progress.new_window()
         phase = "joint" if joint else "warm-up"
-        for step in range(self.steps_per_epoch):
+        for step in range(first, self.steps_per_epoch):
             images, labels = next(data)
             global_step = epoch * self.steps_per_epoch + step
             lr = float(self.lr[global_step])
@@ -342,6 +375,14 @@ class Search:
             progress.step_done(time.time() - start, timed=global_step > 0)
             if log_due(step, self.steps_per_epoch, c.log_interval):
                 self.metrics.write(progress.report(epoch + 1, step + 1, global_step + 1, loss, lr, phase))
+            if self._stop_agreed() and step + 1 < self.steps_per_epoch:
+                path = self._save(epoch, {"step": step + 1, "rng": rng.bit_generator.state, "losses": losses,
+                                          "arch": arch_records})
+                if self.info.is_main:
+                    print(f"stopped by {self.stop_signal or 'a signal on another rank'} at epoch {epoch + 1} step "
+                          f"{step + 1}; resume with: python search.py --resume {path} (plus the same options as "
+                          "this run)", flush=True)
+                return False
         alphas = self.net.alpha_arrays()
         top1 = self._validate(epoch)
         result = self._write_result()
@@ -366,7 +407,13 @@ class Search:
         _LOG.info("epoch %d/%d (%s) done: loss %.4f%s, argmax top-1 %.2f%% on the validation split%s, "
                   "alpha entropy %.4f, %s", epoch + 1, total_epochs, phase, record["loss"], arch, 100 * top1, cost,
                   record["entropy"], format_seconds(record["seconds"]))
-        self._save(epoch + 1)
+        path = self._save(epoch + 1)
+        if self._stop_agreed() and epoch + 1 < total_epochs:
+            if self.info.is_main:
+                print(f"stopped by {self.stop_signal or 'a signal on another rank'} after epoch {epoch + 1}; resume "
+                      f"with: python search.py --resume {path} (plus the same options as this run)", flush=True)
+            return False
+        return True
 
     def _arch_step(self, rng: np.random.Generator, images, labels) -> Dict[str, float]:
         c = self.config
@@ -378,6 +425,34 @@ class Search:
                                  self.reduce)
         return arch_step_full_v2(self.net, self.arch_opt, self.objective, images, labels, sample_paths(rng, alphas),
                                  self.reduce)
+
+    # -- signals ------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        self.stop_signal: Optional[str] = None
+        self._previous_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: no handler, the run is not interruptible cleanly
+                break
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signal.Signals(signum).name
+        _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.stop_signal)
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop now; with several ranks all stop at the same step when any got a signal (a rank
+        leaving alone would leave the others waiting in the next gradient all-reduce)."""
+        stop = self.stop_signal is not None
+        if self.info.group_size <= 1:
+            return stop
+        flag = self.reduce(ms.Tensor(np.array([1.0 if stop else 0.0], np.float32)))
+        return float(flag.asnumpy()[0]) > 0
 
     def _plot(self) -> None:
         try:

@@ -34,9 +34,13 @@ def sample_paths(rng: np.random.Generator, alphas: Sequence[np.ndarray]) -> List
 
 
 def sample_pairs(rng: np.random.Generator, alphas: Sequence[np.ndarray]) -> List[Tuple[int, int]]:
-    """Per edge two distinct ops drawn by softmax(alpha), then the active one within the pair: (active, inactive)."""
+    """Per edge two distinct ops drawn by softmax(alpha), then the active one within the pair: (active, inactive).
+    An edge with a single op (``--conv_candidates`` with one name, no Zero there) gets (0, 0): nothing to learn."""
     pairs = []
     for a in alphas:
+        if len(a) == 1:
+            pairs.append((0, 0))
+            continue
         two = rng.choice(len(a), size=2, replace=False, p=softmax_np(a))
         first = int(rng.choice(2, p=softmax_np(np.asarray(a)[two])))
         pairs.append((int(two[first]), int(two[1 - first])))
@@ -115,7 +119,7 @@ def arch_grads_two(net: SuperNet, objective: ArchObjective, images, labels, pair
     alpha_grads: List[Optional[np.ndarray]] = []
     gate_grads: List[Dict[int, float]] = []
     for e, (edge, pair, alpha) in enumerate(zip(net.edges, pairs, net.alpha_arrays())):
-        if pair[0] == edge.zero_index:
+        if pair[0] == edge.zero_index or pair[0] == pair[1]:  # Zero active, or a single-op edge
             alpha_grads.append(None)
             gate_grads.append({})
             continue

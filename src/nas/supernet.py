@@ -55,7 +55,8 @@ class MixedEdge(nn.Cell):
 
     def construct(self, x):
         if self.mode == "two":
-            out_a, out_b = self.run_op(self.active, x), self.run_op(self.inactive, x)
+            out_a = self.run_op(self.active, x)
+            out_b = self.run_op(self.inactive, x) if self.inactive != self.active else None  # a single-op edge
             out = None
             if out_a is not None:
                 out = self.gates[0] * out_a
