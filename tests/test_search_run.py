@@ -249,3 +249,13 @@ def test_signal_mid_epoch_saves_and_resume_continues_exactly(sig, data, table, t
     last, expected = ([r for r in rs if r["type"] == "epoch"][-1] for rs in (epochs, reference))
     assert last["arch_steps"] == expected["arch_steps"] == 4
     assert last["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_search_demo_refuses_a_bad_candidate_name_before_any_work(tmp_path, capsys):
+    from tools import search_demo
+
+    out = tmp_path / "demo"
+    assert search_demo.main(["--out", str(out), "--conv_candidates", "2x2_MBConv6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --conv_candidates: '2x2_MBConv6' is not a candidate name") and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -7,7 +7,8 @@
    plus the layers of the released networks (for the comparison rows), ``src.latency.build_table``;
 3. sets the latency target from that table: ``--target_fraction`` of proxylessnas_mobile's predicted latency,
    kept between the cheapest and the most expensive network of the space;
-4. runs search.py with that target (short schedule, fixed seeds);
+4. runs search.py with that target (short schedule, fixed seeds; by default a depth search: every cell offers
+   3x3_MBConv6 or, where the cell allows it, Zero; ``--conv_candidates official`` for the six official ops);
 5. trains the searched network, proxylessnas_mobile and proxylessnas_cpu the same way from scratch (train.py,
    same epochs, image size and classes) and evaluates each (eval.py);
 6. prints per network: latency predicted from the table, latency measured end to end on ONNX Runtime
@@ -74,9 +75,11 @@ def main(argv=None) -> int:
     parser.add_argument("--search_epochs", type=int, default=3, help="joint search epochs after the warm-up")
     parser.add_argument("--arch_update_every", type=int, default=3, help="weight steps per architecture step")
     parser.add_argument("--train_epochs", type=int, default=6, help="training epochs of each compared network")
-    parser.add_argument("--conv_candidates", default="",
-                        help="search.py --conv_candidates (default: the official six), e.g. 3x3_MBConv6 for a depth "
-                             "search, whose supernet learns in this budget")
+    parser.add_argument("--conv_candidates", default="3x3_MBConv6",
+                        help="search.py --conv_candidates: 3x3_MBConv6 (default) searches the depth of the default "
+                             "space (which blocks to keep), a supernet that learns in this budget; 'official' gives "
+                             "every cell the six official candidates, whose supernet needs far more steps "
+                             "(README, Architecture search)")
     parser.add_argument("--results", default="", help="also write the summary to this file (e.g. "
                                                       "benchmarks/results/search_demo.txt)")
     args = parser.parse_args(argv)
@@ -86,6 +89,16 @@ def main(argv=None) -> int:
         return 2
     if not 0 < args.target_fraction:
         print(f"error: --target_fraction must be > 0, got {args.target_fraction}", file=sys.stderr)
+        return 2
+    from src.errors import UserError
+    from src.latency import parse_candidates
+
+    if args.conv_candidates == "official":
+        args.conv_candidates = ""
+    try:
+        candidates = parse_candidates(args.conv_candidates) if args.conv_candidates else None
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     start = time.time()
@@ -97,9 +110,6 @@ def main(argv=None) -> int:
     print("\n=== latency table: ONNX Runtime, 1 thread, batch 1, default space + released layers at 32x32", flush=True)
     table = build_demo_table(table_path)
     table_seconds = time.time() - start
-    from src.latency import parse_candidates
-
-    candidates = parse_candidates(args.conv_candidates) if args.conv_candidates else None
     target, cheapest, dearest, mobile = choose_target(table, args.target_fraction, candidates)
     print(f"space at 32x32 on this CPU: cheapest network {cheapest:.3f} ms, most expensive {dearest:.3f} ms, "
           f"proxylessnas_mobile {mobile:.3f} ms -> target {target:.3f} ms ({args.target_fraction:g} x mobile)",
