@@ -101,6 +101,11 @@ DEFAULT_CELLS = (4, 4, 4, 4, 4, 1)
 DEFAULT_STRIDES = (2, 2, 2, 1, 2, 1)
 DEFAULT_CANDIDATES: Tuple[Tuple[int, int], ...] = ((3, 3), (3, 6), (5, 3), (5, 6), (7, 3), (7, 6))
 STEM_CHANNELS, FIRST_BLOCK_CHANNELS, HEAD_CHANNELS = 32, 16, 1280
+# The official mobile table also lists the first block (MBConv1) with 5x5 and 7x7 kernels although the
+# search fixes it at 3x3; a default-space build measures them too so that its keys equal the official ones.
+FIRST_BLOCK_TABLE_KERNELS = (3, 5, 7)
+
+
 _CANDIDATE_NAME = re.compile(r"^(\d+)x(\d+)_MBConv(\d+(?:\.\d+)?)$")
 
 
@@ -113,7 +118,7 @@ def parse_candidates(names: Sequence[str], option: str = "--conv_candidates") ->
     """(kernel, expand) pairs from official candidate names (``3x3_MBConv6``), as the official
     ``--conv_candidates``; a malformed, even-kernel or repeated name is a UserError naming it."""
     if isinstance(names, str):
-        names = [n for n in names.split(",")]
+        names = names.split(",")
     out: List[Tuple[int, float]] = []
     for name in names:
         match = _CANDIDATE_NAME.match(str(name).strip())
@@ -129,9 +134,6 @@ def parse_candidates(names: Sequence[str], option: str = "--conv_candidates") ->
     if not out:
         raise UserError(f"{option}: give at least one candidate, e.g. {','.join(candidate_names())}")
     return tuple(out)
-# The official mobile table also lists the first block (MBConv1) with 5x5 and 7x7 kernels although the
-# search fixes it at 3x3; a default-space build measures them too so that its keys equal the official ones.
-FIRST_BLOCK_TABLE_KERNELS = (3, 5, 7)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -177,7 +179,7 @@ class CellSpace:
     @property
     def op_names(self) -> List[str]:
         """Names of the choices in order, official style: ``3x3_MBConv3`` ... and ``Zero`` last where allowed."""
-        return [f"{k}x{k}_MBConv{_fmt(e)}" for k, e in self.candidates] + (["Zero"] if self.zero else [])
+        return candidate_names(self.candidates) + (["Zero"] if self.zero else [])
 
     def block(self, choice: int):
         """The BlockSpec of one choice, an index into ``op_names`` (the index after the candidates is Zero)."""
@@ -912,12 +914,9 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
     finally:
         timer.close()
     overhead = _stats(empty_times)["mean"] if subtract_overhead else 0.0
-    entries: Dict[str, Dict[str, float]] = {}
-    for layer, times in zip(layers, layer_times):
-        record = _stats(times)
-        record["mean"] = max(record["mean"] - overhead, 0.0)
-        entries[layer.key] = record
     raw = {layer.key: _stats(times) for layer, times in zip(layers, layer_times)}
+    entries: Dict[str, Dict[str, float]] = {key: {**record, "mean": max(record["mean"] - overhead, 0.0)}
+                                            for key, record in raw.items()}
     for (key, (producer, consumer)), times in zip(pairs.items(), layer_times[len(layers):]):
         entries[key] = _boundary_record(raw[producer.key], raw[consumer.key], _stats(times), overhead)
     network_times = layer_times[len(layers) + len(pairs):]
@@ -950,13 +949,11 @@ def measure_network(spec, image_size: int, num_classes: int, runtime: str, threa
     _check_runtime(runtime, threads)
     timer = _Timer(runtime, threads, warmup, runs)
     try:
-        net = ProxylessNAS(spec, num_classes=num_classes)
-        net.set_train(False)
         shape = (1, spec.in_channels, image_size, image_size)
         if runtime == "mindspore":
-            from src.fuse import fold_batchnorm
-
-            return timer.time_cell(fold_batchnorm(net), shape)["mean"]
+            return timer.time_cell(network_cell(spec, num_classes), shape)["mean"]
+        net = ProxylessNAS(spec, num_classes=num_classes)
+        net.set_train(False)
         from src.export import export_network
 
         # the project's own export path: folded BN, reloaded and compared before it is used
