@@ -438,6 +438,35 @@ def layers_to_build(image_size: int, space: str = "default", arch: Optional[str]
     raise UserError(f"unknown --space {space!r}: valid are {', '.join(SPACES)} (or give --arch)")
 
 
+def context_chains(image_size: int, space: str = "default", arch: Optional[str] = None, num_classes: int = 1000,
+                   width_mult: float = 1.0) -> List[Tuple[str, List[Layer]]]:
+    """Whole networks (name, layers in order) that together contain every layer of :func:`layers_to_build`:
+    what ``order="context"`` runs to time each layer inside a running network.
+
+    ``--arch``: that network; ``--space released``: the four released networks; ``--space default``: one
+    network per candidate with every cell taking that candidate (and the first block's 3x3/5x5/7x7 in turn,
+    for the official table's extra first-block keys), so every (cell, candidate) runs once in a network."""
+    from src.arch import ARCHS, BlockSpec, get_arch
+
+    if arch is not None:
+        spec, _ = resolve_arch(arch)
+        return [(spec.name, spec_layers(spec, image_size, num_classes))]
+    if space == "released":
+        return [(name, spec_layers(get_arch(name), image_size, num_classes)) for name in sorted(ARCHS)]
+    if space != "default":
+        raise UserError(f"unknown --space {space!r}: valid are {', '.join(SPACES)} (or give --arch)")
+    sp = default_space(image_size, width_mult, num_classes)
+    names = candidate_names(DEFAULT_CANDIDATES)
+    chains = []
+    for j in range(max(len(DEFAULT_CANDIDATES), len(FIRST_BLOCK_TABLE_KERNELS))):
+        choice = j % len(DEFAULT_CANDIDATES)
+        kernel = FIRST_BLOCK_TABLE_KERNELS[j % len(FIRST_BLOCK_TABLE_KERNELS)]
+        layers = spec_layers(sp.spec([choice] * len(sp.cells)), image_size, num_classes)
+        layers[1] = _block_layer(BlockSpec(sp.stem_channels, sp.first_block_channels, kernel, 1, 1), sp.stem_size)
+        chains.append((f"every cell {names[choice]}, first block {kernel}x{kernel}", layers))
+    return chains
+
+
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
@@ -749,14 +778,18 @@ class _Timer:
 
         return mindspore.__version__
 
-    def session(self, path: str):
-        """An ONNX Runtime CPU session with this timer's thread count (runtime default when None)."""
+    def session(self, model: Union[str, bytes], profile: bool = False):
+        """An ONNX Runtime CPU session (of a path or a serialized model) with this timer's thread count
+        (runtime default when None); ``profile`` records every node's time."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(self._work.name, "profile")
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def time_onnx(self, path: str, shape: Tuple[int, ...]) -> Dict[str, float]:
         session = self.session(path)
@@ -768,19 +801,67 @@ class _Timer:
         exported to ONNX, or the cell itself in GRAPH mode (compiled here, by a first call)."""
         import mindspore as ms
 
-        x = ms.Tensor(_input(shape))
         if self.runtime == "mindspore":
+            x = ms.Tensor(_input(shape))
+
             def call():
                 return cell(x).asnumpy()
             call()
             return call
+        return self.onnx_call(self.export_onnx(cell, shape).SerializeToString(), shape)
+
+    def export_onnx(self, cell, shape: Tuple[int, ...]):
+        """``cell`` exported to ONNX (as ``export.py`` exports), returned as an ``onnx.ModelProto``."""
+        import mindspore as ms
+        import onnx
+
         self._count += 1
         stem = os.path.join(self._work.name, f"layer{self._count}")
-        ms.export(cell, x, file_name=stem, file_format="ONNX")
-        session = self.session(stem + ".onnx")
+        ms.export(cell, ms.Tensor(_input(shape)), file_name=stem, file_format="ONNX")
+        model = onnx.load(stem + ".onnx")
         os.remove(stem + ".onnx")
+        return model
+
+    def onnx_call(self, model: bytes, shape: Tuple[int, ...], profile: bool = False) -> Callable[[], Any]:
+        """A no-argument call running a serialized ONNX model once; with ``profile`` the session records
+        every node's time (read back by :meth:`node_times`)."""
+        session = self.session(model, profile)
         feed = {session.get_inputs()[0].name: _input(shape)}
-        return lambda: session.run(None, feed)
+        call = lambda: session.run(None, feed)  # noqa: E731
+        call.session = session  # type: ignore[attr-defined]
+        return call
+
+    def node_times(self, call, layers: int, skip_runs: int) -> Tuple[List[List[float]], float]:
+        """Per run after the first ``skip_runs``: the ms spent in the nodes of each layer of a profiled chain
+        (nodes named ``L<i>/...`` by :func:`chain_model`); and the share of node time that could be given to
+        a layer (nodes the runtime adds, e.g. layout reorders, are not named after one)."""
+        import bisect
+        import json
+
+        path = call.session.end_profiling()
+        try:
+            events = json.loads(Path(path).read_text())
+        finally:
+            os.remove(path)
+        runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                      if e.get("cat") == "Session" and e.get("name") == "model_run")
+        starts = [start for start, _ in runs]
+        per_run = [[0.0] * layers for _ in runs]
+        named = other = 0.0
+        for e in events:
+            name = e.get("name", "")
+            if e.get("cat") != "Node" or not name.endswith("_kernel_time"):
+                continue
+            i = bisect.bisect_right(starts, e["ts"]) - 1
+            if i < skip_runs or e["ts"] > runs[i][1]:
+                continue
+            match = _CHAIN_NODE.match(name)
+            if match and int(match.group(1)) < layers:
+                per_run[i][int(match.group(1))] += e["dur"] / 1e3
+                named += e["dur"]
+            else:
+                other += e["dur"]
+        return per_run[skip_runs:], named / (named + other) if named + other else 0.0
 
     def time_cell(self, cell, shape: Tuple[int, ...]) -> Dict[str, float]:
         """count/mean/var (ms) of one cell run on its own, ``runs`` times in a row."""
@@ -791,6 +872,25 @@ class _Timer:
         cell = _overhead_cell()
         cell.set_train(False)
         return self.prepare(cell, (1, 8))
+
+
+_CHAIN_NODE = re.compile(r"^L(\d+)/")
+
+
+def chain_model(models: Sequence[Any]):
+    """One ONNX model running ``models`` (each one layer, one input and one output) one after another, the
+    nodes of the i-th named ``L<i>/...`` so that a profile tells which layer each node's time belongs to."""
+    import onnx.compose
+
+    chain = None
+    for i, model in enumerate(models):
+        model = onnx.compose.add_prefix(model, f"L{i}/")
+        chain = model if chain is None else onnx.compose.merge_models(
+            chain, model, io_map=[(chain.graph.output[0].name, model.graph.input[0].name)])
+    opsets = {(o.domain, o.version): o for o in chain.opset_import}  # merging repeats them
+    del chain.opset_import[:]
+    chain.opset_import.extend(opsets.values())
+    return chain
 
 
 def _input(shape: Tuple[int, ...]):
@@ -820,7 +920,7 @@ def cpu_description() -> Dict[str, Any]:
             "cpu_count": os.cpu_count()}
 
 
-ORDERS = ("auto", "rotation", "sequential")
+ORDERS = ("auto", "context", "rotation", "sequential")
 
 
 def _stats(times: Sequence[float]) -> Dict[str, float]:
@@ -857,62 +957,175 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
                 subtract_overhead: bool = True, joins: bool = True, networks: Sequence[Any] = ()) -> LatencyTable:
     """Measure every distinct layer of a space or network, batch 1, on ``runtime``; a table with ``_meta``.
 
-    ``order="rotation"`` times the layers in rounds, each layer once per round, so that every layer finds
-    the caches as a network run leaves them (its weights evicted by the other layers) instead of hot from
-    its own previous run; ``"sequential"`` times each layer ``runs`` times in a row. ``"auto"`` (default)
-    is rotation, except for ONNX Runtime with more than one thread: there every session keeps its own
-    spinning thread pool, which in a rotation takes the CPU from the next session. An empty
-    call is timed right before every layer call; with ``subtract_overhead`` its mean is taken out of every
-    entry and recorded once as ``_meta.call_overhead_ms`` (a network run pays it once, not per layer).
+    ``order="context"`` (what ``"auto"``, the default, means) times every layer inside whole networks made of
+    the layers being measured (:func:`context_chains`), each network run as one call the way a user runs
+    it: with ONNX Runtime the layers are exported one by one, chained into one model and the runtime's node
+    profile gives each layer's share of a run; with MindSpore (no per-node profile) the shares are the
+    layers' own times in rotation. Each network's measured time (less one empty call) is then split
+    between its layers by those shares, so that the layers of a network sum to that network's time. A
+    layer in several networks gets the mean of its values. Layers timed apart from a network miss what a
+    network run does to them (the caches it leaves, the per-call and per-node overheads it pays once or
+    pays differently): on the project's 2-core machine their sums were 0.7-1.8x the networks' times,
+    while the in-network split predicts networks that were not among the chains within the machine's own
+    noise (benchmarks/results/latency_check.md).
 
-    With ``joins`` (default) the cost of cutting a network into separately timed layers is measured too:
-    for every tensor shape where one layer hands on to another, one such pair is timed as a single graph in
-    the same rounds, and ``Boundary-tensor:HxWxC`` records producer + consumer - pair (see :func:`boundary_key`).
-    On ONNX Runtime at 224 this is what made the plain per-layer sum 1.2-1.35x the measured network.
+    The older ways, kept to compare with: ``"rotation"`` times the layers apart in rounds, each layer once
+    per round (caches as other layers leave them); ``"sequential"`` times each layer ``runs`` times in a
+    row (caches hot). There an empty call is timed right before every layer call and, with
+    ``subtract_overhead``, its mean is taken out of every entry and recorded once as
+    ``_meta.call_overhead_ms`` (a network run pays it once, not per layer); with ``joins`` every shape at
+    which one layer hands on to another is timed as a pair and recorded as ``Boundary-tensor:HxWxC`` =
+    producer + consumer - pair (see :func:`boundary_key`), which predict subtracts once per join.
 
-    ``networks`` (NetSpecs) are timed whole in the same rounds, each as one call, and recorded in
-    ``_meta.networks_ms``: on a shared machine a check against them sees the same conditions as the layers.
+    ``networks`` (NetSpecs) are timed whole too and recorded in ``_meta.networks_ms`` (in the rounds of a
+    rotation; alone after the chains in context order).
     """
     _check_runtime(runtime, threads)
     _check_positive("image_size", image_size, 8)
     if order not in ORDERS:
         raise UserError(f"unknown order {order!r}: valid are {', '.join(ORDERS)}")
     if order == "auto":
-        order = "sequential" if runtime == "onnxruntime" and threads != 1 else "rotation"
+        order = "context"
     layers = layers_to_build(image_size, space, arch, num_classes, width_mult)
     timer = _Timer(runtime, threads, warmup, runs)
     started = time.perf_counter()
     try:
-        empty = timer.empty_call()
-        calls = []
-        for i, layer in enumerate(layers, start=1):
-            calls.append(timer.prepare(layer_cell(layer), layer.input_shape))
-            if progress and (i % 10 == 0 or i == len(layers)):
-                elapsed = time.perf_counter() - started
-                _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
-                          "exported to ONNX" if runtime == "onnxruntime" else "compiled", elapsed,
-                          elapsed / i * (len(layers) - i))
-        pairs = boundary_pairs(layers) if joins else {}
-        for producer, consumer in pairs.values():
-            calls.append(timer.prepare(pair_cell(producer, consumer), producer.input_shape))
-        for spec in networks:
-            calls.append(timer.prepare(network_cell(spec, num_classes), (1, spec.in_channels, image_size, image_size)))
-        prepare_seconds = time.perf_counter() - started
-        if order == "rotation":
-            layer_times, empty_times = _time_rotation(calls, empty, warmup, runs, progress)
+        if order == "context":
+            chains = context_chains(image_size, space, arch, num_classes, width_mult)
+            entries, extra = _time_in_context(timer, layers, chains, progress, subtract_overhead)
+            network_ms = {spec.name: _time_calls(timer.prepare(network_cell(spec, num_classes),
+                                                               (1, spec.in_channels, image_size, image_size)),
+                                                 warmup, runs)["mean"] for spec in networks}
         else:
-            layer_times, empty_times = [], []
-            for i, call in enumerate(calls, start=1):
-                times, empties = _time_rotation([call], empty, warmup, runs, False)
-                layer_times.extend(times)
-                empty_times.extend(empties)
-                if progress and (i % 10 == 0 or i == len(calls)):
-                    elapsed = time.perf_counter() - started - prepare_seconds
-                    _LOG.info("timed %d/%d layers (elapsed %.0f s, ETA %.0f s)", i, len(calls), elapsed,
-                              elapsed / i * (len(calls) - i))
+            entries, extra, network_ms = _time_apart(timer, layers, order, progress, subtract_overhead, joins,
+                                                     networks, num_classes, image_size, started)
         version = timer.version()
     finally:
         timer.close()
+    meta = {"runtime": runtime, "runtime_version": version, "threads": threads if threads else "default",
+            "batch": 1, "image_size": int(image_size), "num_classes": int(num_classes),
+            "space": arch if arch is not None else space, "width_mult": float(width_mult),
+            "order": order, "warmup": warmup, "runs": runs,
+            "call_overhead_ms": round(extra.pop("call_overhead_ms"), 6), **extra,
+            **({"networks_ms": {name: round(ms, 6) for name, ms in network_ms.items()}} if networks else {}),
+            **cpu_description(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset") if runtime == "mindspore" else None,
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "bn": "folded into the convs (as export.py writes the network)",
+            "build_seconds": round(time.perf_counter() - started, 1),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return LatencyTable(entries, {k: v for k, v in meta.items() if v is not None})
+
+
+def _time_in_context(timer: "_Timer", layers: Sequence[Layer], chains: Sequence[Tuple[str, Sequence[Layer]]],
+                     progress: bool, subtract_overhead: bool) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Any]]:
+    """Entries of ``order="context"`` (see :func:`build_table`) and what ``_meta`` records about them."""
+    from mindspore import nn
+
+    warmup, runs, started = timer.warmup, timer.runs, time.perf_counter()
+    wanted = {layer.key for layer in layers}
+    covered = {layer.key for _, chain in chains for layer in chain}
+    if wanted - covered:  # a programming error: context_chains must run every layer of layers_to_build
+        raise RuntimeError(f"layers in no network: {sorted(wanted - covered)}")
+    empty = timer.empty_call()
+    overhead = _time_calls(empty, warmup, max(runs, 100))["mean"] if subtract_overhead else 0.0
+    models: Dict[str, Any] = {}  # ONNX Runtime: every layer exported once
+    calls: Dict[str, Callable[[], Any]] = {}  # MindSpore: every layer compiled, to be timed apart in rotation
+    for i, layer in enumerate(layers, start=1):
+        if timer.runtime == "onnxruntime":
+            models[layer.key] = timer.export_onnx(layer_cell(layer), layer.input_shape)
+        else:
+            calls[layer.key] = timer.prepare(layer_cell(layer), layer.input_shape)
+        if progress and (i % 10 == 0 or i == len(layers)):
+            elapsed = time.perf_counter() - started
+            _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
+                      "exported to ONNX" if timer.runtime == "onnxruntime" else "compiled", elapsed,
+                      elapsed / i * (len(layers) - i))
+    shares: Dict[str, List[float]] = {}
+    if calls:
+        times, _ = _time_rotation(list(calls.values()), empty, warmup, runs, progress)
+        shares = {key: [max(t - overhead, 0.0) for t in layer_times] for key, layer_times in zip(calls, times)}
+    prepare_seconds = time.perf_counter() - started
+    scaled: Dict[str, List[float]] = {}
+    contexts: Dict[str, float] = {}
+    attributed = 1.0
+    for c, (name, chain) in enumerate(chains, start=1):
+        shape = chain[0].input_shape
+        if timer.runtime == "onnxruntime":
+            data = chain_model([models[layer.key] for layer in chain]).SerializeToString()
+            profiled = timer.onnx_call(data, shape, profile=True)
+            _time_calls_raw(profiled, warmup + runs)
+            per_run, share = timer.node_times(profiled, len(chain), warmup)
+            attributed = min(attributed, share)
+            del profiled
+            whole = timer.onnx_call(data, shape)
+        else:
+            per_run = [list(values) for values in zip(*(shares[layer.key] for layer in chain))]
+            cell = nn.SequentialCell([layer_cell(layer) for layer in chain])
+            cell.set_train(False)
+            whole = timer.prepare(cell, shape)
+        measured = _time_calls(whole, warmup, runs)["mean"]
+        del whole
+        contexts[name] = measured
+        total = math.fsum(math.fsum(run) for run in per_run) / len(per_run)
+        scale = max(measured - overhead, 0.0) / total if total > 0 else 0.0
+        for i, layer in enumerate(chain):
+            scaled.setdefault(layer.key, []).extend(run[i] * scale for run in per_run)
+        if progress:
+            elapsed = time.perf_counter() - started - prepare_seconds
+            _LOG.info("network %d/%d (%s): %.3f ms, split between its %d layers by their %s x %.2f "
+                      "(elapsed %.0f s, ETA %.0f s)", c, len(chains), name, measured, len(chain),
+                      "profiled times" if timer.runtime == "onnxruntime" else "times apart", scale, elapsed,
+                      elapsed / c * (len(chains) - c))
+    entries = {layer.key: _stats(scaled[layer.key]) for layer in layers}
+    extra: Dict[str, Any] = {
+        "call_overhead_ms": overhead,
+        "call_overhead_note": "mean of an empty call; taken out of every network before it is split between its "
+                              "layers, predict adds it once per network run",
+        "contexts_ms": {name: round(ms, 6) for name, ms in contexts.items()},
+        "context_note": "every layer timed inside whole networks of the measured layers (contexts_ms: each one's "
+                        "time); a network's time less the call overhead is split between its layers by their "
+                        + ("node-profile shares" if timer.runtime == "onnxruntime" else "own times in rotation")
+                        + "; a layer in several networks has the mean",
+        "prepare_seconds": round(prepare_seconds, 1)}
+    if timer.runtime == "onnxruntime":
+        extra["profile_named_share"] = round(attributed, 4)
+    return entries, extra
+
+
+def _time_apart(timer: "_Timer", layers: Sequence[Layer], order: str, progress: bool, subtract_overhead: bool,
+                joins: bool, networks: Sequence[Any], num_classes: int, image_size: int,
+                started: float) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Any], Dict[str, float]]:
+    """Entries of ``order="rotation"`` or ``"sequential"`` (see :func:`build_table`), ``_meta`` additions and
+    the whole networks' times."""
+    warmup, runs = timer.warmup, timer.runs
+    empty = timer.empty_call()
+    calls = []
+    for i, layer in enumerate(layers, start=1):
+        calls.append(timer.prepare(layer_cell(layer), layer.input_shape))
+        if progress and (i % 10 == 0 or i == len(layers)):
+            elapsed = time.perf_counter() - started
+            _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
+                      "exported to ONNX" if timer.runtime == "onnxruntime" else "compiled", elapsed,
+                      elapsed / i * (len(layers) - i))
+    pairs = boundary_pairs(layers) if joins else {}
+    for producer, consumer in pairs.values():
+        calls.append(timer.prepare(pair_cell(producer, consumer), producer.input_shape))
+    for spec in networks:
+        calls.append(timer.prepare(network_cell(spec, num_classes), (1, spec.in_channels, image_size, image_size)))
+    prepare_seconds = time.perf_counter() - started
+    if order == "rotation":
+        layer_times, empty_times = _time_rotation(calls, empty, warmup, runs, progress)
+    else:
+        layer_times, empty_times = [], []
+        for i, call in enumerate(calls, start=1):
+            times, empties = _time_rotation([call], empty, warmup, runs, False)
+            layer_times.extend(times)
+            empty_times.extend(empties)
+            if progress and (i % 10 == 0 or i == len(calls)):
+                elapsed = time.perf_counter() - started - prepare_seconds
+                _LOG.info("timed %d/%d layers (elapsed %.0f s, ETA %.0f s)", i, len(calls), elapsed,
+                          elapsed / i * (len(calls) - i))
     overhead = _stats(empty_times)["mean"] if subtract_overhead else 0.0
     raw = {layer.key: _stats(times) for layer, times in zip(layers, layer_times)}
     entries: Dict[str, Dict[str, float]] = {key: {**record, "mean": max(record["mean"] - overhead, 0.0)}
@@ -920,25 +1133,14 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
     for (key, (producer, consumer)), times in zip(pairs.items(), layer_times[len(layers):]):
         entries[key] = _boundary_record(raw[producer.key], raw[consumer.key], _stats(times), overhead)
     network_times = layer_times[len(layers) + len(pairs):]
-    meta = {"runtime": runtime, "runtime_version": version, "threads": threads if threads else "default",
-            "batch": 1, "image_size": int(image_size), "num_classes": int(num_classes),
-            "space": arch if arch is not None else space, "width_mult": float(width_mult),
-            "order": order, "warmup": warmup, "runs": runs, "call_overhead_ms": round(overhead, 6),
-            "call_overhead_note": "mean of an empty call timed before each layer call; subtracted from every "
-                                  "mean, predict adds it once per network run",
-            "boundaries": len(pairs),
-            **({"networks_ms": {spec.name: round(_stats(times)["mean"], 6)
-                                for spec, times in zip(networks, network_times)}} if networks else {}),
-            "boundary_note": "Boundary-tensor:HxWxC = producer + consumer timed alone - the two timed as one graph "
-                             "(same order and runs); predict subtracts one per join between two layers",
-            **cpu_description(),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset") if runtime == "mindspore" else None,
-            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-            "bn": "folded into the convs (as export.py writes the network)",
-            "prepare_seconds": round(prepare_seconds, 1),
-            "build_seconds": round(time.perf_counter() - started, 1),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    return LatencyTable(entries, {k: v for k, v in meta.items() if v is not None})
+    extra = {"call_overhead_ms": overhead,
+             "call_overhead_note": "mean of an empty call timed before each layer call; subtracted from every "
+                                   "mean, predict adds it once per network run",
+             "boundaries": len(pairs),
+             "boundary_note": "Boundary-tensor:HxWxC = producer + consumer timed alone - the two timed as one "
+                              "graph (same order and runs); predict subtracts one per join between two layers",
+             "prepare_seconds": round(prepare_seconds, 1)}
+    return entries, extra, {spec.name: _stats(times)["mean"] for spec, times in zip(networks, network_times)}
 
 
 def measure_network(spec, image_size: int, num_classes: int, runtime: str, threads: Optional[int], *,

@@ -178,30 +178,84 @@ def tiny_table(tmp_path_factory):
 def test_tiny_build_is_written_reloaded_and_predicted(tiny_table):
     path, result = tiny_table
     assert "proxylessnas_mobile: 4,080,512 parameters" in result.stdout
-    assert "ETA" in result.stdout  # progress per layer
+    assert "ETA" in result.stdout  # progress per layer and per network
     table = LatencyTable.load(path)
     spec = get_arch("proxylessnas_mobile")
     layers = spec_layers(spec, 32)
-    joins = [layer.boundary for layer in layers[:-1]]  # one after every layer but the classifier
-    assert set(table.entries) == {layer.key for layer in layers} | set(joins)
-    assert table.has_boundaries and meta_boundaries(table) == len(set(joins))
-    # 17 distinct layers and the distinct shapes at which one hands on to the next
-    assert result.stdout.strip().splitlines()[-1].startswith(f"wrote {path}: {17 + len(set(joins))} entries (onnx")
-    # a join is a difference of timings: small, of either sign when it costs nothing measurable
-    assert all(record["count"] == 5 and (record["mean"] >= 0 or key in joins) and record["var"] >= 0
-               for key, record in table.entries.items())
+    # the default (context) order: the layers only, timed inside the network they make; no joins to subtract
+    assert set(table.entries) == {layer.key for layer in layers} and not table.has_boundaries
+    assert result.stdout.strip().splitlines()[-1].startswith(f"wrote {path}: 17 entries (onnx")
+    assert all(record["count"] == 5 * sum(layer.key == key for layer in layers) and record["mean"] > 0
+               and record["var"] >= 0 for key, record in table.entries.items())  # 5 runs each time it runs
     meta = table.meta
     assert (meta["runtime"], meta["threads"], meta["batch"], meta["image_size"]) == ("onnxruntime", 1, 1, 32)
     assert meta["runtime_version"] and meta["cpu"] and "date" in meta and meta["call_overhead_ms"] >= 0
-    assert table.image_size == 32 and meta["order"] == "rotation"  # the default for one thread
+    assert table.image_size == 32 and meta["order"] == "context"  # the default
+    # nearly every node's time belongs to a named layer (the rest, runtime-inserted reorders, is shared out)
+    assert 0.9 <= meta["profile_named_share"] <= 1.0
     total, breakdown = predict_latency(table, spec, 32, 1000)
     per_layer = [table.entries[layer.key]["mean"] for layer in layers]  # repeated blocks count again
-    per_join = [table.entries[key]["mean"] for key in joins]
-    assert total == pytest.approx(math.fsum(per_layer) - math.fsum(per_join) + meta["call_overhead_ms"])
-    assert len(breakdown) == 23 + 2 and breakdown[-2][0].startswith("joins between layers (22,")
+    assert total == pytest.approx(math.fsum(per_layer) + meta["call_overhead_ms"])
+    assert len(breakdown) == 23 + 1 and breakdown[-1][0].startswith("call overhead")
+    # the network the layers were timed in is predicted as exactly its measured time: its time was split
+    assert list(meta["contexts_ms"]) == ["proxylessnas_mobile"]
+    assert total == pytest.approx(meta["contexts_ms"]["proxylessnas_mobile"], rel=1e-4)
     predicted = run_script([TOOL, "predict", "--table", path, "--arch", "proxylessnas_mobile"])
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.strip().splitlines()[-1] == f"predicted latency: {total:.3f} ms"
+
+
+def test_context_networks_run_every_layer_of_the_space():
+    """--space default: one network per candidate (and per first-block kernel of the official table) contains
+    every layer of the space, the official 72 keys at 224; every network hands each layer's output on to the
+    next layer's input; --space released and --arch are the networks themselves."""
+    from src.latency import context_chains
+
+    for size in (224, 32):
+        chains = context_chains(size, "default")
+        assert len(chains) == 6
+        keys = {layer.key for _, chain in chains for layer in chain}
+        assert keys == {layer.key for layer in layers_to_build(size, "default")}
+        for name, chain in chains:
+            assert (chain[0].in_size, chain[0].in_channels) == (size, 3) and chain[-1].kind == "logits"
+            assert all(a.output == (b.in_size, b.in_channels) for a, b in zip(chain, chain[1:])), name
+            assert len(chain) == 1 + 1 + 21 + 2  # no Zero: every cell takes the same MBConv
+    assert set(official_entries()) == {layer.key for _, chain in context_chains(224, "default") for layer in chain}
+    released = context_chains(32, "released")
+    assert [name for name, _ in released] == sorted(n for n in ("proxylessnas_mobile", "proxylessnas_mobile_14",
+                                                               "proxylessnas_cpu", "proxylessnas_gpu"))
+    assert [layer.key for layer in released[1][1]] == [layer.key for layer in spec_layers(get_arch(released[1][0]), 32)]
+
+
+def test_chained_model_computes_its_layers_one_after_another(tmp_path):
+    """chain_model joins separately exported layers into one ONNX model that gives what running them one by one
+    gives, with every node named after its layer (what the profile split relies on)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from src.latency import _Timer, chain_model, layer_cell
+
+    picked = spec_layers(get_arch("proxylessnas_mobile"), 32)  # the whole network, layer by layer
+    timer = _Timer("onnxruntime", 1, 1, 1)
+    try:
+        models = [timer.export_onnx(layer_cell(layer), layer.input_shape) for layer in picked]
+    finally:
+        timer.close()
+    chain = chain_model(models)
+    onnx.checker.check_model(chain)
+    assert [sum(node.name.startswith(f"L{i}/") for node in chain.graph.node) for i in range(len(models))] == \
+        [len(model.graph.node) for model in models]
+    assert len(chain.graph.node) == sum(len(model.graph.node) for model in models)
+    x = np.random.default_rng(1).standard_normal(picked[0].input_shape).astype(np.float32)
+    step = x
+    for model in models:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        step = session.run(None, {session.get_inputs()[0].name: step})[0]
+    whole = ort.InferenceSession(chain.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = whole.run(None, {whole.get_inputs()[0].name: x})[0]
+    assert out.shape == (1, 1000)
+    np.testing.assert_allclose(out, step, rtol=1e-4, atol=1e-5)
 
 
 def meta_boundaries(table):
@@ -308,6 +362,19 @@ def test_flops_match_a_counted_forward_pass_of_the_official_config(variant):
         assert round(sum(counted) / 1e6) == 320 and params == 4_080_512
 
 
+def test_mindspore_build_splits_the_network_time_by_the_layers_times(tmp_path):
+    """MindSpore has no per-node profile: a context table splits the network's GRAPH-mode time by the layers'
+    own times in rotation, so the network is predicted as its measured time and each layer keeps its share."""
+    from src.latency import build_table
+
+    table = build_table("mindspore", 32, arch="proxylessnas_gpu", warmup=1, runs=3, progress=False)
+    layers = spec_layers(get_arch("proxylessnas_gpu"), 32)
+    assert table.meta["order"] == "context" and set(table.entries) == {layer.key for layer in layers}
+    assert all(record["mean"] > 0 for record in table.entries.values())
+    total, _ = predict_latency(table, get_arch("proxylessnas_gpu"), 32, 1000)
+    assert total == pytest.approx(table.meta["contexts_ms"]["proxylessnas_gpu"], rel=1e-4)
+
+
 def test_build_in_process_keeps_the_callers_mode(tmp_path):
     """The search calls build_table from a PyNative process: it gets its mode back; sequential order works."""
     import mindspore as ms
@@ -322,7 +389,7 @@ def test_build_in_process_keeps_the_callers_mode(tmp_path):
     assert set(table.entries) == {layer.key for layer in layers} | {layer.boundary for layer in layers[:-1]}
     # without the joins: the official kind of table, predicted as the plain sum
     plain = build_table("onnxruntime", 32, arch="proxylessnas_gpu", threads=1, warmup=1, runs=3, progress=False,
-                        joins=False)
+                        order="rotation", joins=False)
     assert set(plain.entries) == {layer.key for layer in layers} and not plain.has_boundaries
     total, breakdown = predict_latency(plain, get_arch("proxylessnas_gpu"), 32, 1000)
     assert total == pytest.approx(math.fsum(plain.entries[layer.key]["mean"] for layer in layers)

@@ -59,14 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--num_classes", type=int, default=1000, help="classifier size (default 1000)")
     build.add_argument("--width_mult", type=float, default=1.0, help="width multiplier of the default space")
     build.add_argument("--order", default="auto",
-                       help="rotation: layers timed in rounds, each finding the caches as a network run leaves "
-                            "them; sequential: each layer's runs back to back (caches hot); auto (default): "
-                            "rotation, but sequential for ONNX Runtime with more than one thread")
+                       help="context (what auto, the default, means): every layer timed inside whole networks of "
+                            "the layers being measured (ONNX Runtime: the network's node profile; MindSpore: the "
+                            "layers' own times) and each network's time split between its layers; rotation: "
+                            "layers timed apart in rounds, joins between them measured; sequential: each layer's "
+                            "runs back to back (caches hot). rotation and sequential are kept for comparison: "
+                            "benchmarks/results/latency_check.md")
     build.add_argument("--no_overhead_correction", action="store_true",
                        help="keep the runtime's per-call overhead inside every entry")
     build.add_argument("--no_joins", action="store_true",
-                       help="do not measure the joins between layers (Boundary-tensor entries; predict then sums "
-                            "the layers as the official estimate does, which overestimates a network run)")
+                       help="rotation and sequential orders: do not measure the joins between layers "
+                            "(Boundary-tensor entries; predict then sums the layers as the official estimate does, "
+                            "which overestimates a network run)")
 
     for name, text in (("predict", "sum a network's latency from a table"),
                        ("check", "predicted vs measured end to end")):
@@ -121,7 +125,7 @@ def _build(args) -> str:
     meta = table.meta
     return (f"wrote {path}: {len(table)} entries ({meta['runtime']} {meta['runtime_version']}, threads "
             f"{meta['threads']}, image size {meta['image_size']}, call overhead {meta['call_overhead_ms']:.4f} ms, "
-            f"{meta.get('boundaries', 0)} joins) in {meta['build_seconds']} s")
+            f"{meta['order']} order, {meta.get('boundaries', 0)} joins) in {meta['build_seconds']} s")
 
 
 def _predict(args, table) -> float:
