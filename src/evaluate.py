@@ -41,11 +41,14 @@ class Accumulator:
 def evaluate(net, dataset) -> Dict[str, float]:
     """Accuracy of ``net`` (put in eval mode for the pass) over a batched (image, label) dataset."""
     was_training = net.training
+    from src.inference import graph_runner
+
     net.set_train(False)
+    run = graph_runner(net)
     acc = Accumulator()
     try:
         for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-            acc.update(net(images).asnumpy(), labels.asnumpy())
+            acc.update(run(images).asnumpy(), labels.asnumpy())
     finally:
         net.set_train(was_training)
     return acc.result()

@@ -165,7 +165,7 @@ def open_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
 
     import mindspore as ms
 
-    from src.inference import load_network
+    from src.inference import graph_runner, load_network
     from src.model_utils.device import set_device
 
     set_device("CPU")
@@ -173,7 +173,8 @@ def open_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
         raise UserError(f"mode {mode!r} is not one of GRAPH, PYNATIVE")
     ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
     net, description = load_network(str(file), arch, num_classes, fold_bn, depthwise_kernel, "CPU")
-    return Model(lambda x: net(ms.Tensor(x)).asnumpy(), kind, image_size or 224, net.output.weight.shape[0],
+    run = graph_runner(net)
+    return Model(lambda x: run(ms.Tensor(x)).asnumpy(), kind, image_size or 224, net.output.weight.shape[0],
                  description)
 
 

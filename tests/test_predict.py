@@ -156,3 +156,36 @@ def test_checkpoint_mode_choice_and_both_modes_give_the_same_logits(tmp_path):
         assert ms.get_context("mode") == (ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
         logits[mode] = model.run(x)
     assert np.abs(logits["GRAPH"] - logits["PYNATIVE"]).max() <= 1e-4 * np.abs(logits["PYNATIVE"]).max()
+
+
+def test_graph_runner_skips_the_cell_call_only_after_checking_it(tmp_path):
+    """Issue 17: repeated GRAPH-mode calls run the compiled graph directly (no per-call walk over every sub-cell),
+    giving net(x)'s logits for every input, each new input shape checked first; PyNative calls net(x)."""
+    from src.inference import graph_runner, inference_form
+    from src.model_utils.device import set_device
+
+    set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(3)
+    net = create_model("proxylessnas_mobile", num_classes=4)
+    # BatchNorm statistics gathered as training gathers them (a fresh network's logits are ~1e-10 in eval mode)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    net.set_train(True)
+    for _ in range(40):
+        net(ms.Tensor(rng.standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)))
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net = inference_form(net)
+    run = graph_runner(net)
+    inputs = [rng.standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32) for batch in (1, 1, 1, 2, 2, 1)]
+    outputs = [run(ms.Tensor(x)).asnumpy() for x in inputs]
+    assert set(run.direct_shapes) == {((1, 3, SIZE, SIZE), "Float32"), ((2, 3, SIZE, SIZE), "Float32")}
+    assert all(run.direct_shapes.values())  # both shapes passed the check: later calls run directly
+    scale = max(np.abs(out).max() for out in outputs)
+    assert scale > 1e-3
+    for x, out in zip(inputs, outputs):
+        np.testing.assert_allclose(out, net(ms.Tensor(x)).asnumpy(), rtol=0, atol=1e-5 * scale)
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-3 * scale  # each call used its own input, not a cached one
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    pynative = graph_runner(net)
+    np.testing.assert_allclose(pynative(ms.Tensor(inputs[0])).asnumpy(), outputs[0], rtol=1e-4, atol=1e-4)
+    assert pynative.direct_shapes == {}
