@@ -106,16 +106,21 @@ def write_markdown(result: Dict[str, Any], path: Path) -> None:
              "the networks checked are drawn at random from the space and were not among them (held out). "
              "Table `released` / context: the four networks are the context themselves (repeatability). "
              "`rotation`: the older way, layers timed apart in rounds and the joins between them measured",
+             "- in the build = the same network timed whole while the table was built (a context network of a "
+             "`released` context table: its prediction is that time by construction, so there predicted / measured "
+             "shows how far the machine moved between the build and the check)",
              "- load average (1, 5, 15 min) is given before and after each part: above ~1 on this 2-core "
              "machine other jobs were running and the numbers are noisy", ""]
     lines += ["| runtime | threads | table | network | MACs, params | predicted ms | plain sum ms | measured ms, "
-              "before / after | predicted / measured |", "|---|---|---|---|---|---|---|---|---|"]
+              "before / after | predicted / measured | in the build ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for setup in result["setups"]:
+        during = {**setup["meta"].get("contexts_ms", {}), **setup["meta"].get("networks_ms", {})}
         for row in setup["rows"]:
+            built = f"{during[row['network']]:.2f}" if row["network"] in during else "-"
             lines.append(f"| {setup['runtime']} | {setup['threads']} | {setup['space']} / {setup['order']} | "
                          f"{row['network']} | {row['summary'].split(': ', 1)[1]} | {row['predicted_ms']:.2f} | "
                          f"{row['plain_sum_ms']:.2f} | {row['alone_before_ms']:.2f} / {row['alone_after_ms']:.2f} "
-                         f"| {row['ratio']:.3f} |")
+                         f"| {row['ratio']:.3f} | {built} |")
     lines += ["", "| setup | table | entries | build s | per-call overhead ms | load before | load after |",
               "|---|---|---|---|---|---|---|"]
     for setup in result["setups"]:
@@ -144,12 +149,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--markdown_from", metavar="JSON", help="only rewrite the report of an earlier run's JSON")
     parser.add_argument("--random_networks", type=int, default=5,
                         help="networks drawn from the default space to check the held-out prediction (default 5)")
     args = parser.parse_args(argv)
     from src.model_utils.cli import setup_logging
     from src.model_utils.device import configure_environment
 
+    if args.markdown_from:
+        source = Path(args.markdown_from)
+        write_markdown(json.loads(source.read_text()), source.with_suffix(".md"))
+        print(f"wrote {source.with_suffix('.md')}")
+        return 0
     setup_logging()
     configure_environment("CPU")
     from src.latency import cpu_description
