@@ -1017,6 +1017,15 @@ def build_table(runtime: str, image_size: int, *, space: str = "default", arch: 
     return LatencyTable(entries, {k: v for k, v in meta.items() if v is not None})
 
 
+def _log_prepared(done: int, total: int, runtime: str, started: float) -> None:
+    """Progress of exporting (ONNX Runtime) or compiling (MindSpore) the layers, every 10 and at the end."""
+    if done % 10 == 0 or done == total:
+        elapsed = time.perf_counter() - started
+        _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", done, total,
+                  "exported to ONNX" if runtime == "onnxruntime" else "compiled", elapsed,
+                  elapsed / done * (total - done))
+
+
 def _time_in_context(timer: "_Timer", layers: Sequence[Layer], chains: Sequence[Tuple[str, Sequence[Layer]]],
                      progress: bool, subtract_overhead: bool) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Any]]:
     """Entries of ``order="context"`` (see :func:`build_table`) and what ``_meta`` records about them."""
@@ -1036,11 +1045,8 @@ def _time_in_context(timer: "_Timer", layers: Sequence[Layer], chains: Sequence[
             models[layer.key] = timer.export_onnx(layer_cell(layer), layer.input_shape)
         else:
             calls[layer.key] = timer.prepare(layer_cell(layer), layer.input_shape)
-        if progress and (i % 10 == 0 or i == len(layers)):
-            elapsed = time.perf_counter() - started
-            _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
-                      "exported to ONNX" if timer.runtime == "onnxruntime" else "compiled", elapsed,
-                      elapsed / i * (len(layers) - i))
+        if progress:
+            _log_prepared(i, len(layers), timer.runtime, started)
     shares: Dict[str, List[float]] = {}
     if calls:
         times, _ = _time_rotation(list(calls.values()), empty, warmup, runs, progress)
@@ -1103,11 +1109,8 @@ def _time_apart(timer: "_Timer", layers: Sequence[Layer], order: str, progress: 
     calls = []
     for i, layer in enumerate(layers, start=1):
         calls.append(timer.prepare(layer_cell(layer), layer.input_shape))
-        if progress and (i % 10 == 0 or i == len(layers)):
-            elapsed = time.perf_counter() - started
-            _LOG.info("prepared %d/%d layers (%s; elapsed %.0f s, ETA %.0f s)", i, len(layers),
-                      "exported to ONNX" if timer.runtime == "onnxruntime" else "compiled", elapsed,
-                      elapsed / i * (len(layers) - i))
+        if progress:
+            _log_prepared(i, len(layers), timer.runtime, started)
     pairs = boundary_pairs(layers) if joins else {}
     for producer, consumer in pairs.values():
         calls.append(timer.prepare(pair_cell(producer, consumer), producer.input_shape))
