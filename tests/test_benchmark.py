@@ -164,3 +164,49 @@ def test_arguments_are_checked():
         bench.parse_args(["--image_size", "100"])
     args = bench.parse_args(["--sections", "infer_onnxruntime"])
     assert args.sections == {"infer_onnxruntime", "export", "weights"}
+
+
+def test_call_path_benchmark_times_both_paths_with_the_runner_direct(tmp_path):
+    """benchmarks/call_path.py (README, Performance): both call paths timed, the runner on its direct path."""
+    run = run_script(["benchmarks/call_path.py", "--blocks", "2", "--calls", "3", "--image_size", "32",
+                      "--out", tmp_path], timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = (tmp_path / "call_path.md").read_text()
+    assert "runner on the direct path: True" in text
+    rows = [line for line in text.splitlines() if line.startswith("| net(x)") or line.startswith("| graph_runner")]
+    assert len(rows) == 2
+    medians = [float(row.split("|")[3]) for row in rows]
+    assert all(m > 0 for m in medians)
+    ratio = float(text.split("graph_runner / net(x): ")[1].split()[0])
+    assert ratio == pytest.approx(medians[1] / medians[0], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_latency_check_runs_every_setup_and_reports_the_ratios(tmp_path):
+    """benchmarks/latency_check.py (README, Latency on your device) at a tiny size: every setup built and its
+    networks predicted and measured; the report's ratios are predicted / mean of the two readings; the markdown
+    can be rewritten from the JSON alone."""
+    run = run_script(["benchmarks/latency_check.py", "--image_size", "32", "--warmup", "1", "--runs", "3",
+                      "--random_networks", "1", "--out", tmp_path], timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import latency_check
+
+    result = json.loads((tmp_path / "latency_check_32.json").read_text())
+    setups = [(s["space"], s["runtime"], s["threads"], s["order"]) for s in result["setups"]]
+    assert setups == [(space, runtime, threads or "default", order)
+                      for space, runtime, threads, order in latency_check.SETUPS]
+    for setup in result["setups"]:
+        names = [row["network"] for row in setup["rows"]]
+        assert names == (["random0"] if setup["space"] == "default" else list(latency_check.NETWORKS))
+        for row in setup["rows"]:
+            alone = (row["alone_before_ms"] + row["alone_after_ms"]) / 2
+            assert row["ratio"] == pytest.approx(row["predicted_ms"] / alone)
+        if setup["order"] == "context" and setup["space"] == "released":  # its networks are the context
+            for row in setup["rows"]:
+                assert row["predicted_ms"] > 0 and row["network"] in setup["meta"]["contexts_ms"]
+    first = (tmp_path / "latency_check_32.md").read_text()
+    (tmp_path / "latency_check_32.md").unlink()
+    again = run_script(["benchmarks/latency_check.py", "--markdown_from", tmp_path / "latency_check_32.json"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "latency_check_32.md").read_text() == first
