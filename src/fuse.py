@@ -58,13 +58,13 @@ def _fold(block: ConvBNAct) -> ConvAct:
     return ConvAct(block.conv, weight, bias, act=block.act is not None)
 
 
-def fold_batchnorm(net: ProxylessNAS) -> ProxylessNAS:
-    """A new network, in eval mode, whose convs carry the BatchNorms of ``net`` folded in; ``net`` is unchanged."""
-    folded = ProxylessNAS(net.spec, num_classes=net.num_classes, dropout_rate=net.dropout_rate)
-    ms.load_param_into_net(folded, {p.name: ms.Parameter(p.data.copy(), name=p.name) for p in net.get_parameters()},
-                           strict_load=True)
+def fold_in_place(cell: nn.Cell) -> Tuple[nn.Cell, int]:
+    """``cell`` with every ConvBNAct inside it (or ``cell`` itself, if one) replaced by its BN-folded ConvAct,
+    and how many were replaced; ``cell`` itself is changed (see :func:`fold_batchnorm` for a copy)."""
+    if isinstance(cell, ConvBNAct):
+        return _fold(cell), 1
     count = 0
-    for _, parent in list(folded.cells_and_names()):
+    for _, parent in list(cell.cells_and_names()):
         for name, child in list(parent.name_cells().items()):
             if not isinstance(child, ConvBNAct):
                 continue
@@ -74,6 +74,15 @@ def fold_batchnorm(net: ProxylessNAS) -> ProxylessNAS:
             else:
                 setattr(parent, name, replacement)
             count += 1
+    return cell, count
+
+
+def fold_batchnorm(net: ProxylessNAS) -> ProxylessNAS:
+    """A new network, in eval mode, whose convs carry the BatchNorms of ``net`` folded in; ``net`` is unchanged."""
+    folded = ProxylessNAS(net.spec, num_classes=net.num_classes, dropout_rate=net.dropout_rate)
+    ms.load_param_into_net(folded, {p.name: ms.Parameter(p.data.copy(), name=p.name) for p in net.get_parameters()},
+                           strict_load=True)
+    folded, count = fold_in_place(folded)
     # a cell swapped in after construction only knows its local prefix: give every parameter its full path
     for path, param in folded.parameters_and_names():
         param.name = path

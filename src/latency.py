@@ -628,25 +628,9 @@ def _check_runtime(runtime: str, threads: Optional[int]) -> None:
 
 def _folded(cell):
     """``cell`` with every ConvBNAct replaced by its BN-folded ConvAct: the form ``export.py`` writes by default."""
-    from mindspore import nn
+    from src.fuse import fold_in_place
 
-    from src.fuse import ConvAct, folded_weights
-    from src.proxylessnas_mobile import ConvBNAct
-
-    def fold(block):
-        weight, bias = folded_weights(block)
-        return ConvAct(block.conv, weight, bias, act=block.act is not None)
-
-    if isinstance(cell, ConvBNAct):
-        return fold(cell)
-    for _, parent in list(cell.cells_and_names()):
-        for name, child in list(parent.name_cells().items()):
-            if isinstance(child, ConvBNAct):
-                if isinstance(parent, nn.SequentialCell):
-                    parent[list(parent.name_cells()).index(name)] = fold(child)
-                else:
-                    setattr(parent, name, fold(child))
-    return cell
+    return fold_in_place(cell)[0]
 
 
 def _logits_cell(in_channels: int, num_classes: int):
