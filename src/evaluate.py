@@ -39,10 +39,11 @@ class Accumulator:
 
 
 def evaluate(net, dataset) -> Dict[str, float]:
-    """Accuracy of ``net`` (put in eval mode for the pass) over a batched (image, label) dataset."""
-    was_training = net.training
+    """Accuracy of ``net`` (put in eval mode for the pass) over a batched (image, label) dataset; in GRAPH mode
+    the compiled graph is called directly (:func:`src.inference.graph_runner`)."""
     from src.inference import graph_runner
 
+    was_training = net.training
     net.set_train(False)
     run = graph_runner(net)
     acc = Accumulator()

@@ -77,11 +77,15 @@ def graph_runner(net) -> Callable[[Any], Any]:
         def gap(a, b):
             return float(np.abs(a - b).max()) / scale if scale > 0 else 0.0
 
-        # both direct calls give net's outputs, and the two inputs' outputs differ (each call read its input)
-        ok = gap(again, out) <= 1e-5 and gap(other_direct, other_out) <= 1e-5 and gap(other_out, out) > 1e-3
-        if not ok:
-            _LOG.warning("direct graph calls disagree with the network's own; running it the usual way")
-        return phase if ok else None
+        if gap(again, out) > 1e-5 or gap(other_direct, other_out) > 1e-5:
+            _LOG.warning("direct graph calls disagree with the network's own outputs (input shape %s); running it "
+                         "the usual way", tuple(x.shape))
+            return None
+        if gap(other_out, out) <= 1e-3:  # two inputs, the same outputs: cannot tell that each call read its input
+            _LOG.debug("direct graph call not confirmed for input shape %s: two inputs gave the same outputs",
+                       tuple(x.shape))
+            return None
+        return phase
 
     def run(x):
         if direct_entry is None or ms.get_context("mode") != ms.GRAPH_MODE:
