@@ -1033,8 +1033,11 @@ def _time_in_context(timer: "_Timer", layers: Sequence[Layer], chains: Sequence[
             _log_prepared(i, len(layers), timer.runtime, started)
     shares: Dict[str, List[float]] = {}
     if calls:
-        times, _ = _time_rotation(list(calls.values()), empty, warmup, runs, progress)
-        shares = {key: [max(t - overhead, 0.0) for t in layer_times] for key, layer_times in zip(calls, times)}
+        times, empty_times = _time_rotation(list(calls.values()), empty, warmup, runs, progress)
+        # a layer's share: its call less the empty call of the same rounds (the median: preemption spikes
+        # inflate a mean), never below 5% of its own call, so that noise cannot give a real layer no share
+        base = sorted(empty_times)[len(empty_times) // 2]
+        shares = {key: [max(t - base, 0.05 * t) for t in layer_times] for key, layer_times in zip(calls, times)}
     prepare_seconds = time.perf_counter() - started
     scaled: Dict[str, List[float]] = {}
     contexts: Dict[str, float] = {}
