@@ -8,8 +8,12 @@ one thread takes it with ``sigwait`` and hands it to the main thread's Python ha
 from __future__ import annotations
 
 import _thread
+import logging
 import signal
 import threading
+from typing import Any, Dict, Optional
+
+_LOG = logging.getLogger(__name__)
 
 
 _ROUTED = False
@@ -32,3 +36,33 @@ def route_sigint_to_python() -> None:
             _thread.interrupt_main(signal.SIGINT)
 
     threading.Thread(target=forward, name="sigint-forwarder", daemon=True).start()
+
+
+class StopRequest:
+    """SIGINT and SIGTERM turned into a request to stop after the current step (``name``: the signal's name,
+    None until one arrives), for the training and search loops, which save their state and stop there."""
+
+    def __init__(self) -> None:
+        self.name: Optional[str] = None
+        self._previous: Dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (again, after a runtime replaced the handlers: the process's own handlers,
+        kept the first time, are what :meth:`restore` puts back). Not on the main thread: nothing is taken."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: the run cannot be stopped cleanly by a signal
+                return
+            if previous != self._handle:
+                self._previous.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        """Put the process's own handlers back."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum, _frame) -> None:
+        self.name = signal.Signals(signum).name
+        _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.name)

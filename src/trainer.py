@@ -37,6 +37,7 @@ from src.model_utils.device import init_context
 from src.progress import Progress, format_seconds, log_due
 from src.proxylessnas_mobile import create_model
 from src.run_dir import arch_tag, open_run_dir, remake_run_dir, resolve_run_dir, write_run_config
+from src.signals import StopRequest
 from src.train_step import build_train_step
 
 _LOG = logging.getLogger(__name__)
@@ -75,8 +76,7 @@ class Trainer:
         # the log is kept in memory until the run folder exists (_open_run_dir), then written to train.log
         self.early_log = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
         logging.getLogger().addHandler(self.early_log)
-        self.stop_signal: Optional[str] = None
-        self._previous_handlers: Dict[int, Any] = {}
+        self.stop = StopRequest()  # SIGINT/SIGTERM: stop after the current step
         self._wakeup = None
         self.best_top1 = -1.0
         # epoch checkpoints already in the folder (a resumed run) count towards keep_checkpoint_max
@@ -366,7 +366,7 @@ class Trainer:
                 if got[0] not in (signal.SIGINT, signal.SIGTERM):
                     continue
                 name = signal.Signals(got[0]).name
-                self.stop_signal = self.stop_signal or name
+                self.stop.name = self.stop.name or name
                 time.sleep(2.0)  # give the main thread the chance to stop at the end of its step
                 waiting = self._waiting_since
                 if waiting is None or time.time() - waiting[0] < 2.0 or not self.info.is_main:
@@ -401,18 +401,9 @@ class Trainer:
             self._save(f"{arch_tag(self.config.arch)}-best.ckpt", epoch, 0)
             _LOG.info("new best top-1 %.2f%% at epoch %d", 100 * self.best_top1, epoch)
 
-    # -- signals ----------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.signal(sig, self._on_signal)
-            if previous != self._on_signal:
-                self._previous_handlers.setdefault(sig, previous)  # the process's own, put back by close()
-
     def close(self) -> None:
         """Leave nothing of the run attached to the process: signal handlers, wakeup fd, log handlers, lock."""
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous_handlers.clear()
+        self.stop.restore()
         if self._wakeup is not None:
             previous, read_fd, write_fd = self._wakeup
             signal.set_wakeup_fd(previous)
@@ -428,10 +419,6 @@ class Trainer:
             self.lock.close()
             self.lock = None
 
-    def _on_signal(self, signum, _frame) -> None:
-        self.stop_signal = signal.Signals(signum).name
-        _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.stop_signal)
-
     # -- loop -------------------------------------------------------------------
     def run(self) -> int:
         c = self.config
@@ -439,7 +426,7 @@ class Trainer:
         self._model()
         self._open_run_dir()
         data = self.train_set.repeat().create_tuple_iterator(num_epochs=1)
-        self._install_signal_handlers()  # after the iterator: the data pipeline installs handlers of its own
+        self.stop.install()  # after the iterator: the data pipeline installs handlers of its own
         self._start_signal_watchdog()
         progress = Progress(self.batch_global, c.epoch_size * self.steps_per_epoch, c.epoch_size, self.steps_per_epoch)
         run_start = time.time()
@@ -467,9 +454,9 @@ class Trainer:
             losses.append(self._train_step(images, labels, epoch, step, lr, progress))
             if log_due(step, self.steps_per_epoch, self.config.log_interval):
                 self.metrics.write(progress.report(epoch + 1, step + 1, self.global_step, losses[-1], lr))
-            if self.stop_signal:
+            if self.stop.name:
                 path = self._save(f"{arch_tag(self.config.arch)}-interrupted.ckpt", *self.done)
-                print(f"stopped by {self.stop_signal} at epoch {epoch + 1} step {step + 1}; resume with: "
+                print(f"stopped by {self.stop.name} at epoch {epoch + 1} step {step + 1}; resume with: "
                       f"python train.py --resume {path} (plus the same options as this run)")
                 return None
         return losses
@@ -497,7 +484,7 @@ class Trainer:
         first_of_run = self.global_step <= 1 + self.start_epoch * self.steps_per_epoch + self.start_step
         if first_of_run:
             _LOG.info("first step (graph compile included): %.1f s", seconds)
-            self._install_signal_handlers()  # the compiled runtime may have replaced them
+            self.stop.install()  # the compiled runtime may have replaced them
         progress.step_done(seconds, timed=not first_of_run)
         return loss
 

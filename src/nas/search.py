@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -41,6 +40,7 @@ from src.latency import build_command, candidate_names, default_space, parse_can
 from src.nas.steps import (ArchObjective, Reinforce, arch_step_full_v2, arch_step_two, sample_pairs, sample_paths,
                            weight_step)
 from src.nas.supernet import SuperNet
+from src.signals import StopRequest
 from src.metrics import MetricsLog, weights_digest
 from src.native_depthwise import apply_choice
 from src.progress import Progress, format_seconds, log_due
@@ -175,6 +175,7 @@ class Search:
         self.lr = np.concatenate([np.asarray(warm, np.float32), joint])
         self.start_epoch, self.start_step = 0, 0
         self.partial: Optional[Dict[str, Any]] = None  # a mid-epoch resume: sampler state, losses so far
+        self.stop = StopRequest()  # SIGINT/SIGTERM: stop after the current step
         if c.resume:
             self._resume(c.resume)
 
@@ -306,13 +307,13 @@ class Search:
         last = total_epochs
         if c.max_epochs_this_run:
             last = min(total_epochs, self.start_epoch + c.max_epochs_this_run)
-        self._install_signal_handlers()
+        self.stop.install()
         try:
             for epoch in range(self.start_epoch, last):
                 if not self._epoch(epoch, progress):
                     return 0  # stopped by a signal; the state was saved
         finally:
-            self._restore_signal_handlers()
+            self.stop.restore()
         if last < total_epochs:
             _LOG.info("weights sha1: %s; alphas sha1: %s", weights_digest(self.net), _alpha_digest(self.net.alpha_arrays()))
             print(f"stopped after epoch {last} of {total_epochs} (--max_epochs_this_run); continue with: python "
@@ -376,12 +377,8 @@ class Search:
             if log_due(step, self.steps_per_epoch, c.log_interval):
                 self.metrics.write(progress.report(epoch + 1, step + 1, global_step + 1, loss, lr, phase))
             if self._stop_agreed() and step + 1 < self.steps_per_epoch:
-                path = self._save(epoch, {"step": step + 1, "rng": rng.bit_generator.state, "losses": losses,
-                                          "arch": arch_records})
-                if self.info.is_main:
-                    print(f"stopped by {self.stop_signal or 'a signal on another rank'} at epoch {epoch + 1} step "
-                          f"{step + 1}; resume with: python search.py --resume {path} (plus the same options as "
-                          "this run)", flush=True)
+                self._announce_stop(f"at epoch {epoch + 1} step {step + 1}", self._save(
+                    epoch, {"step": step + 1, "rng": rng.bit_generator.state, "losses": losses, "arch": arch_records}))
                 return False
         alphas = self.net.alpha_arrays()
         top1 = self._validate(epoch)
@@ -409,9 +406,7 @@ class Search:
                   record["entropy"], format_seconds(record["seconds"]))
         path = self._save(epoch + 1)
         if self._stop_agreed() and epoch + 1 < total_epochs:
-            if self.info.is_main:
-                print(f"stopped by {self.stop_signal or 'a signal on another rank'} after epoch {epoch + 1}; resume "
-                      f"with: python search.py --resume {path} (plus the same options as this run)", flush=True)
+            self._announce_stop(f"after epoch {epoch + 1}", path)
             return False
         return True
 
@@ -426,29 +421,16 @@ class Search:
         return arch_step_full_v2(self.net, self.arch_opt, self.objective, images, labels, sample_paths(rng, alphas),
                                  self.reduce)
 
-    # -- signals ------------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
-        self.stop_signal: Optional[str] = None
-        self._previous_handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
-            except ValueError:  # not the main thread: no handler, the run is not interruptible cleanly
-                break
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous_handlers = {}
-
-    def _on_signal(self, signum, _frame) -> None:
-        self.stop_signal = signal.Signals(signum).name
-        _LOG.warning("%s received: stopping after this step and saving a checkpoint", self.stop_signal)
+    # -- stopping on a signal --------------------------------------------------------
+    def _announce_stop(self, where: str, path: Path) -> None:
+        if self.info.is_main:
+            print(f"stopped by {self.stop.name or 'a signal on another rank'} {where}; resume with: python search.py "
+                  f"--resume {path} (plus the same options as this run)", flush=True)
 
     def _stop_agreed(self) -> bool:
         """Whether to stop now; with several ranks all stop at the same step when any got a signal (a rank
         leaving alone would leave the others waiting in the next gradient all-reduce)."""
-        stop = self.stop_signal is not None
+        stop = self.stop.name is not None
         if self.info.group_size <= 1:
             return stop
         flag = self.reduce(ms.Tensor(np.array([1.0 if stop else 0.0], np.float32)))
