@@ -776,9 +776,7 @@ class _Timer:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def time_onnx(self, path: str, shape: Tuple[int, ...]) -> Dict[str, float]:
-        session = self.session(path)
-        feed = {session.get_inputs()[0].name: _input(shape)}
-        return _time_calls(lambda: session.run(None, feed), self.warmup, self.runs)
+        return _time_calls(self.onnx_call(path, shape), self.warmup, self.runs)
 
     def prepare(self, cell, shape: Tuple[int, ...]) -> Callable[[], Any]:
         """A no-argument call that runs ``cell`` once on the runtime: an ONNX Runtime session of the cell
@@ -806,8 +804,8 @@ class _Timer:
         os.remove(stem + ".onnx")
         return model
 
-    def onnx_call(self, model: bytes, shape: Tuple[int, ...], profile: bool = False) -> Callable[[], Any]:
-        """A no-argument call running a serialized ONNX model once; with ``profile`` the session records
+    def onnx_call(self, model: Union[str, bytes], shape: Tuple[int, ...], profile: bool = False) -> Callable[[], Any]:
+        """A no-argument call running an ONNX model (a path or serialized) once; with ``profile`` the session records
         every node's time (read back by :meth:`node_times`)."""
         session = self.session(model, profile)
         feed = {session.get_inputs()[0].name: _input(shape)}
