@@ -307,7 +307,6 @@ distribute_search() {
         WORKER_NUM="${POSITIONAL[0]}"
         require_positive WORKER_NUM "$WORKER_NUM"
         local_num="${LOCAL_WORKER_NUM:-$WORKER_NUM}"
-        export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
     else
         local_num="${POSITIONAL[0]}"
         require_positive DEVICE_NUM "$local_num"

@@ -17,7 +17,6 @@ DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[1]}")"
 prepare_run "cpu-x$WORKER_NUM"
 note "run folder: $RUN_DIR"
 
-export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
 build_msrun "${LOCAL_WORKER_NUM:-$WORKER_NUM}" \
     "$REPO_ROOT/train.py" --device_target CPU --run_distribute true --overwrite true \
     --dataset_path "$DATASET_PATH" --save_ckpt_path "$OUTPUT_DIR" --run_name "$RUN_NAME" "${EXTRA_ARGS[@]}"

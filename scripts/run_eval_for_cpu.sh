@@ -14,7 +14,6 @@ DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[0]}")"
 CHECKPOINT="$(require_path CHECKPOINT "${POSITIONAL[1]}")"
 prepare_run eval-cpu
 
-export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
 run_logged "$LOG_DIR/eval.log" \
     "$PYTHON" "$REPO_ROOT/eval.py" --device_target CPU \
     --dataset_path "$DATASET_PATH" --checkpoint_path "$CHECKPOINT" "${EXTRA_ARGS[@]}"

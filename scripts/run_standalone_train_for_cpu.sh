@@ -12,8 +12,6 @@ DATASET_PATH="$(require_dir DATASET_PATH "${POSITIONAL[0]}")"
 prepare_run cpu
 note "run folder: $RUN_DIR"
 
-# Before MindSpore loads: its oneDNN is several times slower on AVX-512 CPUs otherwise (a set value is kept).
-export ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
 run_logged "$LOG_DIR/train.log" \
     "$PYTHON" "$REPO_ROOT/train.py" --device_target CPU \
     --dataset_path "$DATASET_PATH" --save_ckpt_path "$OUTPUT_DIR" --run_name "$RUN_NAME" "${EXTRA_ARGS[@]}"

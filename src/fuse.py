@@ -29,12 +29,20 @@ class ConvAct(nn.Cell):
                               group=conv.group, has_bias=True, weight_init=ms.Tensor(weight),
                               bias_init=ms.Tensor(bias))
         self.act = nn.ReLU6() if act else None
-        # src/native_depthwise.py: conv + bias (+ ReLU6) in one native call for depthwise convs
+        # src/native_depthwise.py: conv + bias (+ ReLU6) in one native call for depthwise convs and the
+        # first layer; a 1x1 conv in front of a native depthwise one can leave its bias and ReLU6 to it
+        # (``deferred``; the depthwise conv then has them as ``input_bias``)
         self.native = None
+        self.deferred = False
+        self.input_bias = None
 
     def construct(self, x):
         if self.native is not None:
+            if self.input_bias is not None:
+                return self.native(x, self.conv.weight, self.conv.bias, self.input_bias)
             return self.native(x, self.conv.weight, self.conv.bias)
+        if self.deferred:
+            return self.conv.conv2d(x, self.conv.weight)
         x = self.conv(x)
         if self.act is not None:
             x = self.act(x)

@@ -5,7 +5,10 @@ oneDNN then runs im2col + GEMM, which is where ProxylessNAS spends most of its C
 training step, 60% of batch-1 inference, measured with MindSpore's profiler).
 ``src/kernels/depthwise.cc`` computes the same convolution directly (forward, both gradients, and
 an inference form with the folded BatchNorm's bias and ReLU6 fused in) and is plugged in through
-``ops.Custom(func_type="aot")``.
+``ops.Custom(func_type="aot")``.  The same library computes the first layer (a dense convolution of
+the few image channels, at most :data:`DENSE_MAX_IN`): oneDNN runs that one as a slow reference kernel
+on AVX-512 CPUs, which is what kept MindSpore capped at AVX2 (see
+:func:`src.model_utils.device.uncap_for_native`).
 
 The kernel is compiled with the system C++ compiler (``$CXX`` or ``g++``) on first use into a cache
 folder (``$PROXYLESSNAS_KERNEL_DIR``, else ``~/.cache/proxylessnas_mindspore``), checked against
@@ -47,6 +50,7 @@ _LOG = logging.getLogger(__name__)
 SOURCE = Path(__file__).resolve().parent / "kernels" / "depthwise.cc"
 CHOICES = ("auto", "native", "builtin")
 STRIDES = (1, 2)
+DENSE_MAX_IN = 8  # the dense kernel's limit on input channels (kDenseMaxIn in the source)
 
 
 class KernelUnavailable(RuntimeError):
@@ -224,11 +228,17 @@ def self_check(library: Path) -> None:
             w = rng.standard_normal((19, 1, k, k)).astype(np.float32)
             b = rng.standard_normal(19).astype(np.float32)
             want = reference_conv(x, w, stride)
+            # the input bias and ReLU6 of a 1x1 conv in front (inputs scaled so that both clips act)
+            a = rng.standard_normal(19).astype(np.float32)
+            x4 = 4 * x
+            want_pre = reference_conv(np.clip(x4 + a[None, :, None, None], 0, 6), w, stride) + b[:, None, None]
             checks = []
             for name, inputs, expected in (
                     (f"DwForwardS{stride}", [x, w], want),
                     (f"DwForwardBiasS{stride}", [x, w, b], want + b[:, None, None]),
-                    (f"DwForwardBiasRelu6S{stride}", [x, w, b], np.clip(want + b[:, None, None], 0, 6))):
+                    (f"DwForwardBiasRelu6S{stride}", [x, w, b], np.clip(want + b[:, None, None], 0, 6)),
+                    (f"DwForwardInputBiasRelu6BiasS{stride}", [x4, w, b, a], want_pre),
+                    (f"DwForwardInputBiasRelu6BiasRelu6S{stride}", [x4, w, b, a], np.clip(want_pre, 0, 6))):
                 out = np.zeros(want.shape, np.float32)
                 arrays = inputs + [out]
                 status = _call(getattr(lib, name), arrays)
@@ -251,10 +261,71 @@ def self_check(library: Path) -> None:
                 scale = max(1.0, float(np.max(np.abs(expected))))
                 if not err <= 1e-4 * scale:
                     raise KernelUnavailable(f"{library.name}: {name} is off by {err:.3g} (k={k})")
+    for stride in STRIDES:
+        for k in (1, 3, 5):
+            # 3 image channels into 19 (a full block of 8 or 16 and a partial one); 1 and 8 inputs
+            for cin, cout in ((3, 19), (1, 5), (DENSE_MAX_IN, 17)):
+                _check_dense(lib, library.name, rng, stride, k, cin, cout)
     # shapes it does not compute are refused, not guessed
     bad = _call(lib.DwForwardS1, [np.zeros((1, 2, 5, 5)), np.zeros((2, 1, 3, 3)), np.zeros((1, 2, 4, 4))])
     if bad == 0:
         raise KernelUnavailable(f"{library.name}: a wrong output shape was accepted")
+    too_wide = DENSE_MAX_IN + 1
+    bad = _call(lib.DenseForwardS1, [np.zeros((1, too_wide, 5, 5)), np.zeros((2, too_wide, 3, 3)),
+                                     np.zeros((1, 2, 5, 5))])
+    if bad == 0:
+        raise KernelUnavailable(f"{library.name}: a dense conv of {too_wide} input channels was accepted")
+
+
+def reference_dense_conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """Dense convolution in float64 numpy: weight (cout, cin, k, k), padding k // 2, the given stride."""
+    return sum(np.einsum("ncij,oc->noij", patch, w[:, :, ky, kx].astype(np.float64))
+               for ky, kx, patch in _taps(x, w.shape[-1], stride))
+
+
+def _check_dense(lib, library: str, rng, stride: int, k: int, cin: int, cout: int) -> None:
+    """The dense entry points of ``lib`` against numpy on one shape; raise if any is off."""
+    x = rng.standard_normal((2, cin, 10, 21)).astype(np.float32)
+    w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    want = reference_dense_conv(x, w, stride)
+    g = rng.standard_normal(want.shape).astype(np.float32)
+    results = []
+    for name, inputs, expected in (
+            (f"DenseForwardS{stride}", [x, w], want),
+            (f"DenseForwardBiasS{stride}", [x, w, b], want + b[:, None, None]),
+            (f"DenseForwardBiasRelu6S{stride}", [x, w, b], np.clip(want + b[:, None, None], 0, 6))):
+        out = np.zeros(want.shape, np.float32)
+        arrays = inputs + [out]
+        results.append((name, _call(getattr(lib, name), arrays), arrays[-1], expected))
+    # gradients of sum(y * g): dx by the adjoint of the numpy conv, dw by numpy
+    dx = np.zeros(x.shape, np.float32)
+    arrays = [g, w, x, dx]
+    status = _call(getattr(lib, f"DenseBackwardInputS{stride}"), arrays)
+    pad = k // 2
+    oh, ow = want.shape[2:]
+    padded = np.zeros((2, cin, x.shape[2] + 2 * pad, x.shape[3] + 2 * pad))
+    for ky in range(k):
+        for kx in range(k):
+            padded[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride] += \
+                np.einsum("noij,oc->ncij", g.astype(np.float64), w[:, :, ky, kx].astype(np.float64))
+    want_dx = padded[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
+    results.append((f"DenseBackwardInputS{stride}", status, arrays[-1], want_dx))
+    dw = np.zeros(w.shape, np.float32)
+    arrays = [x, g, w, dw]
+    status = _call(getattr(lib, f"DenseBackwardFilterS{stride}"), arrays)
+    want_dw = np.zeros(w.shape)
+    for ky, kx, patch in _taps(x, k, stride):
+        want_dw[:, :, ky, kx] = np.einsum("ncij,noij->oc", patch, g.astype(np.float64))
+    results.append((f"DenseBackwardFilterS{stride}", status, arrays[-1], want_dw))
+    for name, status, got, expected in results:
+        if status != 0:
+            raise KernelUnavailable(f"{library}: {name} returned status {status} (k={k}, {cin} input channels)")
+        err = np.max(np.abs(np.asarray(got, np.float64) - expected))
+        scale = max(1.0, float(np.max(np.abs(expected))))
+        if not err <= 1e-4 * scale:
+            raise KernelUnavailable(f"{library}: {name} is off by {err:.3g} "
+                                    f"(k={k}, {cin} input channels)")
 
 
 def checked_library(isa: str, directory: Optional[Path] = None) -> Path:
@@ -317,48 +388,70 @@ def library_path() -> str:
 # ---------------------------------------------------------------------------
 # MindSpore operators
 # ---------------------------------------------------------------------------
-def _out_shape(stride: int):
+def _out_shape(stride: int, kind: str):
     def infer(x, w, *bias):
         k = w[2]
         pad = k // 2
-        return [x[0], x[1], (x[2] + 2 * pad - k) // stride + 1, (x[3] + 2 * pad - k) // stride + 1]
+        channels = x[1] if kind == "depthwise" else w[0]
+        return [x[0], channels, (x[2] + 2 * pad - k) // stride + 1, (x[3] + 2 * pad - k) // stride + 1]
     return infer
 
 
+KINDS = {"depthwise": "Dw", "dense": "Dense"}  # kind of conv -> prefix of its entry points
+
+
 @lru_cache(maxsize=None)
-def operators(stride: int) -> Dict[str, object]:
-    """The Custom ops for one stride: ``conv`` (trainable), ``bias`` and ``bias_relu6`` (inference)."""
+def operators(stride: int, kind: str = "depthwise") -> Dict[str, object]:
+    """The Custom ops for one stride and kind (``depthwise`` or ``dense``, see :func:`conv_kind`):
+    ``conv`` (trainable), ``bias`` and ``bias_relu6`` (inference)."""
     from mindspore import ops
 
     path = library_path()
+    prefix = KINDS[kind]
 
     def custom(entry: str, out_shape, bprop=None):
-        return ops.Custom(f"{path}:{entry}S{stride}", out_shape=out_shape, out_dtype=lambda x, *rest: x,
+        return ops.Custom(f"{path}:{prefix}{entry}S{stride}", out_shape=out_shape, out_dtype=lambda x, *rest: x,
                           func_type="aot", bprop=bprop)
 
-    grad_input = custom("DwBackwardInput", lambda dy, w, x: x)
-    grad_filter = custom("DwBackwardFilter", lambda x, dy, w: w)
+    grad_input = custom("BackwardInput", lambda dy, w, x: x)
+    grad_filter = custom("BackwardFilter", lambda x, dy, w: w)
 
     def bprop(x, w, out, dout):
         return grad_input(dout, w, x), grad_filter(x, dout, w)
 
-    return {"conv": custom("DwForward", _out_shape(stride), bprop),
-            "bias": custom("DwForwardBias", _out_shape(stride)),
-            "bias_relu6": custom("DwForwardBiasRelu6", _out_shape(stride))}
+    found = {"conv": custom("Forward", _out_shape(stride, kind), bprop),
+             "bias": custom("ForwardBias", _out_shape(stride, kind)),
+             "bias_relu6": custom("ForwardBiasRelu6", _out_shape(stride, kind))}
+    if kind == "depthwise":  # (x, w, b, input bias): the 1x1 conv's bias and ReLU6 applied to x first
+        found["input_bias_relu6_bias"] = custom("ForwardInputBiasRelu6Bias", _out_shape(stride, kind))
+        found["input_bias_relu6_bias_relu6"] = custom("ForwardInputBiasRelu6BiasRelu6", _out_shape(stride, kind))
+    return found
 
 
 # ---------------------------------------------------------------------------
 # Switching a network's depthwise convolutions
 # ---------------------------------------------------------------------------
-def supported(conv) -> bool:
-    """Whether the native kernel computes this ``nn.Conv2d``: depthwise, odd square kernel, 'same' padding."""
+def conv_kind(conv) -> Optional[str]:
+    """Which native kernel computes this ``nn.Conv2d`` (odd square kernel, 'same' padding, stride 1 or 2):
+    ``depthwise`` (one group per channel), ``dense`` (one group, at most DENSE_MAX_IN input channels:
+    a first layer; a 1x1 conv stays MindSpore's), or None."""
     k = conv.kernel_size
     padding = conv.padding if isinstance(conv.padding, int) else (
         conv.padding[0] if len(set(conv.padding)) == 1 else -1)
-    return (conv.group == conv.in_channels == conv.out_channels and k[0] == k[1] and k[0] % 2 == 1
-            and conv.stride[0] == conv.stride[1] and conv.stride[0] in STRIDES
+    if not (k[0] == k[1] and k[0] % 2 == 1 and conv.stride[0] == conv.stride[1] and conv.stride[0] in STRIDES
             and tuple(conv.dilation) == (1, 1) and conv.pad_mode == "pad" and padding == k[0] // 2
-            and conv.data_format == "NCHW")
+            and conv.data_format == "NCHW"):
+        return None
+    if conv.group == conv.in_channels == conv.out_channels:
+        return "depthwise"
+    if conv.group == 1 and conv.in_channels <= DENSE_MAX_IN and k[0] > 1:
+        return "dense"
+    return None
+
+
+def supported(conv) -> bool:
+    """Whether a native kernel computes this ``nn.Conv2d`` (see :func:`conv_kind`)."""
+    return conv_kind(conv) is not None
 
 
 def _native_cells(net) -> Iterator[object]:
@@ -368,7 +461,8 @@ def _native_cells(net) -> Iterator[object]:
 
 
 def set_native(net, enabled: bool) -> int:
-    """Point every supported depthwise conv of ``net`` at the native kernel (or back); returns how many.
+    """Point every supported conv of ``net`` (depthwise and first layer) at the native kernel (or back);
+    returns how many.
 
     Call it before the network first runs: a compiled graph keeps the kernels it was compiled with.
     """
@@ -377,13 +471,38 @@ def set_native(net, enabled: bool) -> int:
         if not enabled:
             cell.native = None
             continue
-        ops = operators(cell.conv.stride[0])
+        ops = operators(cell.conv.stride[0], conv_kind(cell.conv))
         if cell.conv.has_bias:  # a folded conv (src/fuse.py): bias and ReLU6 go into the same call
             cell.native = ops["bias_relu6"] if cell.act is not None else ops["bias"]
         else:
             cell.native = ops["conv"]
         count += 1
+    for _, cell in net.cells_and_names():
+        if hasattr(cell, "deferred"):
+            cell.deferred, cell.input_bias = False, None
+    if enabled:
+        _defer_expand_bias(net)
     return count
+
+
+def _defer_expand_bias(net) -> None:
+    """Folded inverted bottlenecks (src/fuse.py): the 1x1 expansion conv leaves its bias and ReLU6 to
+    the native depthwise conv after it, which applies them to its input as it reads it (two passes
+    over the widest activation fewer; the same numbers, tests/test_native_depthwise.py)."""
+    from mindspore import Tensor
+
+    for _, cell in net.cells_and_names():
+        expand, depthwise = getattr(cell, "bc_conv", None), getattr(cell, "dw_conv", None)
+        if (expand is None or depthwise is None or not hasattr(expand, "deferred")
+                or not hasattr(depthwise, "input_bias") or expand.native is not None or expand.act is None
+                or depthwise.native is None or conv_kind(depthwise.conv) != "depthwise"
+                or not (expand.conv.has_bias and depthwise.conv.has_bias)):
+            continue
+        ops = operators(depthwise.conv.stride[0], "depthwise")
+        depthwise.native = ops["input_bias_relu6_bias_relu6" if depthwise.act is not None
+                               else "input_bias_relu6_bias"]
+        depthwise.input_bias = Tensor(expand.conv.bias.asnumpy())  # a constant: folded networks are not trained
+        expand.deferred = True
 
 
 def _running_native(net) -> List[object]:
@@ -398,14 +517,20 @@ def native_count(net) -> int:
 @contextlib.contextmanager
 def builtin_only(net):
     """Within the block ``net`` uses MindSpore's Conv2D everywhere (for export); restored afterwards."""
-    saved = [(cell, cell.native) for cell in _running_native(net)]
+    names = ("native", "deferred", "input_bias")
+    saved = [(cell, [getattr(cell, name, None) for name in names]) for _, cell in net.cells_and_names()
+             if getattr(cell, "native", None) is not None or getattr(cell, "deferred", False)]
     for cell, _ in saved:
         cell.native = None
+        if hasattr(cell, "deferred"):
+            cell.deferred, cell.input_bias = False, None
     try:
         yield net
     finally:
-        for cell, native in saved:
-            cell.native = native
+        for cell, values in saved:
+            for name, value in zip(names, values):
+                if hasattr(cell, name):
+                    setattr(cell, name, value)
 
 
 def apply_choice(net, choice: str, device_target: str, amp_level: str = "O0") -> bool:
@@ -430,7 +555,26 @@ def apply_choice(net, choice: str, device_target: str, amp_level: str = "O0") ->
         return False
     count = set_native(net, True)
     _LOG.debug("native depthwise kernel for %d convolutions (%s)", count, path)
+    if count and "avx512f" in _cpu_flags() and not slow_on_avx512(net):
+        from src.model_utils.device import lift_isa_cap
+
+        lift_isa_cap("the native kernel computes every convolution oneDNN runs slowly on AVX-512 "
+                     "(depthwise, first layer)")
     return count > 0
+
+
+def slow_on_avx512(net) -> List[str]:
+    """Names of the convolutions of ``net`` that MindSpore's oneDNN would run as slow reference kernels
+    without the AVX2 cap: every one that is neither a 1x1 single-group conv nor computed natively."""
+    native = set()
+    for _, cell in net.cells_and_names():
+        if getattr(cell, "native", None) is not None and hasattr(cell, "conv"):
+            native.add(id(cell.conv))
+    from mindspore import nn
+
+    return [name for name, cell in net.cells_and_names()
+            if isinstance(cell, nn.Conv2d) and id(cell) not in native
+            and not (tuple(cell.kernel_size) == (1, 1) and cell.group == 1)]
 
 
 @lru_cache(maxsize=None)

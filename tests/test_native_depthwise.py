@@ -1,6 +1,7 @@
-"""src/native_depthwise.py + src/kernels/depthwise.cc: the native CPU depthwise kernel computes what
-MindSpore's Conv2D computes (forward, both gradients, the fused inference forms, whole networks,
-a training step), is built and cached safely, and is chosen, refused or replaced as documented."""
+"""src/native_depthwise.py + src/kernels/depthwise.cc: the native CPU kernels (depthwise convolutions and
+the dense first layer) compute what MindSpore's Conv2D computes (forward, both gradients, the fused
+inference forms, whole networks, a training step), are built and cached safely, and are chosen, refused
+or replaced as documented; the AVX2 cap on oneDNN is lifted only when they cover the slow convolutions."""
 import logging
 import os
 import shutil
@@ -102,6 +103,18 @@ def test_wrong_shapes_are_refused(library):
     assert nd._call(lib.DwForwardS2, [x, w, np.zeros((1, 4, 3, 3), np.float32)]) == 0
     assert nd._call(lib.DwForwardS1, [x, np.zeros((3, 1, 3, 3), np.float32), np.zeros((1, 4, 6, 6))]) != 0
     assert nd._call(lib.DwForwardS1, [x, np.zeros((4, 1, 4, 4), np.float32), np.zeros((1, 4, 6, 6))]) != 0
+    # dense: at most DENSE_MAX_IN input channels; output channels from the weight
+    dense_w = np.zeros((5, 4, 3, 3), np.float32)
+    assert nd._call(lib.DenseForwardS2, [x, dense_w, np.zeros((1, 5, 3, 3), np.float32)]) == 0
+    assert nd._call(lib.DenseForwardS2, [x, dense_w, np.zeros((1, 4, 3, 3), np.float32)]) != 0
+    wide = nd.DENSE_MAX_IN + 1
+    assert nd._call(lib.DenseForwardS1, [np.zeros((1, wide, 6, 6)), np.zeros((5, wide, 3, 3)),
+                                         np.zeros((1, 5, 6, 6))]) != 0
+    # the input-bias form needs one input bias per channel
+    b = np.zeros(4, np.float32)
+    assert nd._call(lib.DwForwardInputBiasRelu6BiasS1, [x, w, b, b, np.zeros((1, 4, 6, 6), np.float32)]) == 0
+    assert nd._call(lib.DwForwardInputBiasRelu6BiasS1, [x, w, b, np.zeros(3, np.float32),
+                                                         np.zeros((1, 4, 6, 6), np.float32)]) != 0
 
 
 # ---------------------------------------------------------------------------
@@ -117,9 +130,9 @@ class _Builtin(nn.Cell):
 
 
 class _Native(nn.Cell):
-    def __init__(self, stride):
+    def __init__(self, stride, kind="depthwise"):
         super().__init__()
-        self.conv = nd.operators(stride)["conv"]
+        self.conv = nd.operators(stride, kind)["conv"]
 
     def construct(self, x, w):
         return self.conv(x, w)
@@ -148,6 +161,55 @@ def test_forward_and_gradients_match_conv2d(library, shape):
     close(grads[1][1].asnumpy(), grads[0][1].asnumpy())
 
 
+class _BuiltinDense(nn.Cell):
+    def __init__(self, out_channels, k, stride):
+        super().__init__()
+        self.conv = ops.Conv2D(out_channels, k, pad_mode="pad", pad=k // 2, stride=stride)
+
+    def construct(self, x, w):
+        return self.conv(x, w)
+
+
+DENSE_SHAPES = [  # n, cin, cout, h, w, k, stride: the stem (3 -> 32, 3x3, stride 2), grey images, tails
+    (2, 3, 32, 17, 18, 3, 2), (1, 1, 5, 9, 7, 5, 1), (2, 8, 19, 6, 11, 3, 1), (1, 3, 16, 2, 2, 7, 2)]
+
+
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dense_first_layer_matches_conv2d(library, shape):
+    n, cin, cout, h, w, k, stride = shape
+    rng = np.random.default_rng(sum(shape))
+    x = ms.Tensor(rng.standard_normal((n, cin, h, w)).astype(np.float32))
+    wt = ms.Tensor(rng.standard_normal((cout, cin, k, k)).astype(np.float32))
+    builtin, native = _BuiltinDense(cout, k, stride), _Native(stride, "dense")
+    expected = builtin(x, wt).asnumpy()
+    close(native(x, wt).asnumpy(), expected)
+    g = ms.Tensor(rng.standard_normal(expected.shape).astype(np.float32))
+    grads = [ms.grad(lambda a, b, cell=cell: (cell(a, b) * g).sum(), grad_position=(0, 1))(x, wt)
+             for cell in (builtin, native)]
+    close(grads[1][0].asnumpy(), grads[0][0].asnumpy())
+    close(grads[1][1].asnumpy(), grads[0][1].asnumpy())
+    b = rng.standard_normal(cout).astype(np.float32) * 2
+    plain = expected + b[None, :, None, None]
+    close(nd.operators(stride, "dense")["bias"](x, wt, ms.Tensor(b)).asnumpy(), plain)
+    close(nd.operators(stride, "dense")["bias_relu6"](x, wt, ms.Tensor(b)).asnumpy(), np.clip(plain, 0, 6))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_input_bias_forms_apply_the_expansion_bias_and_relu6_first(library, stride):
+    rng = np.random.default_rng(10 + stride)
+    x = rng.standard_normal((2, 10, 9, 9)).astype(np.float32) * 4
+    a = rng.standard_normal(10).astype(np.float32) * 2
+    wt = ms.Tensor(rng.standard_normal((10, 1, 3, 3)).astype(np.float32))
+    b = rng.standard_normal(10).astype(np.float32)
+    activated = np.clip(x + a[None, :, None, None], 0, 6)
+    assert (x + a[None, :, None, None] > 6).any() and (x + a[None, :, None, None] < 0).any()
+    plain = _Builtin(10, 3, stride)(ms.Tensor(activated), wt).asnumpy() + b[None, :, None, None]
+    ops_ = nd.operators(stride)
+    args = (ms.Tensor(x), wt, ms.Tensor(b), ms.Tensor(a))
+    close(ops_["input_bias_relu6_bias"](*args).asnumpy(), plain)
+    close(ops_["input_bias_relu6_bias_relu6"](*args).asnumpy(), np.clip(plain, 0, 6))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_fused_bias_and_relu6_forms(library, stride):
     rng = np.random.default_rng(stride)
@@ -170,14 +232,19 @@ def test_network_logits_match_builtin_plain_and_folded(library):
     assert np.abs(expected).max() > 1.0  # real logits
     spec = get_arch("proxylessnas_mobile")
     depthwise = sum(1 for b in spec.blocks if not b.zero)
+    expanding = sum(1 for b in spec.blocks if not b.zero and b.expand_ratio != 1)
 
     native = trained_like(seed=7)
-    assert nd.set_native(native, True) == depthwise == nd.native_count(native)
+    # every depthwise conv and the stem; no deferred bias in a trainable network
+    assert nd.set_native(native, True) == depthwise + 1 == nd.native_count(native)
+    assert nd.slow_on_avx512(native) == []
     close(native(x).asnumpy(), expected, rel=network_tolerance(net))
 
     folded = fold_batchnorm(net)
     assert nd.native_count(folded) == 0  # folding builds fresh, builtin cells
-    assert nd.set_native(folded, True) == depthwise
+    assert nd.set_native(folded, True) == depthwise + 1
+    deferred = [name for name, cell in folded.cells_and_names() if getattr(cell, "deferred", False)]
+    assert len(deferred) == expanding and all(name.endswith("bc_conv") for name in deferred)
     close(folded(x).asnumpy(), expected, rel=network_tolerance(net))
 
 
@@ -213,7 +280,7 @@ def training_step(use_native, x, y, init):
 
     net = create_model("proxylessnas_mobile", 10)
     ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in init.items()})
-    assert nd.set_native(net, use_native) == (20 if use_native else 0)
+    assert nd.set_native(net, use_native) == (21 if use_native else 0)  # 20 depthwise convs and the stem
     net.set_train(True)
     largest_logit = float(np.abs(net(x).asnumpy()).max())  # training-mode logits: the step's own
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=STEP_LR, momentum=0.9)
@@ -266,8 +333,8 @@ def _corrupted_operators(corruption):
     """``nd.operators`` with a deliberately wrong gradient in the trainable conv."""
     real = nd.operators
 
-    def operators(stride):
-        ops_ = real(stride)
+    def operators(stride, kind="depthwise"):
+        ops_ = real(stride, kind)
         conv = ops_["conv"]
 
         def bprop(x, w, out, dout):
@@ -303,7 +370,24 @@ def test_export_never_contains_the_native_kernel(library, tmp_path):
         data = result.path.read_bytes()
         assert b"DwForward" not in data and nd.SOURCE.stem.encode() + b"-" not in data
         close(run_mindir(result.path, x), net(ms.Tensor(x)).asnumpy(), rel=network_tolerance(net))
-    assert nd.native_count(net) == 20  # restored after the export
+    assert nd.native_count(net) == 21  # restored after the export
+
+
+def test_builtin_only_undoes_and_restores_the_deferred_bias(library):
+    net = trained_like(seed=3)
+    x = ms.Tensor(np.random.default_rng(4).standard_normal((1, 3, 64, 64)).astype(np.float32))
+    expected = net(x).asnumpy()
+    folded = fold_batchnorm(net)
+    nd.set_native(folded, True)
+    state = [(name, cell.native, cell.deferred, cell.input_bias) for name, cell in folded.cells_and_names()
+             if hasattr(cell, "deferred")]
+    assert any(deferred for _, _, deferred, _ in state)
+    with nd.builtin_only(folded):
+        assert nd.native_count(folded) == 0
+        assert not any(getattr(cell, "deferred", False) for _, cell in folded.cells_and_names())
+        close(folded(x).asnumpy(), expected, rel=network_tolerance(net))
+    assert [(name, cell.native, cell.deferred, cell.input_bias) for name, cell in folded.cells_and_names()
+            if hasattr(cell, "deferred")] == state
 
 
 # ---------------------------------------------------------------------------
@@ -316,7 +400,7 @@ def test_builtin_choice_leaves_the_network_alone():
 
 def test_auto_uses_native_on_cpu_float32_only(library):
     net = create_model("proxylessnas_mobile", 10)
-    assert nd.apply_choice(net, "auto", "CPU", "O0") is True and nd.native_count(net) == 20
+    assert nd.apply_choice(net, "auto", "CPU", "O0") is True and nd.native_count(net) == 21
     for device, amp in (("GPU", "O0"), ("Ascend", "O3"), ("CPU", "O2")):
         other = create_model("proxylessnas_mobile", 10)
         assert nd.apply_choice(other, "auto", device, amp) is False and nd.native_count(other) == 0
@@ -357,4 +441,52 @@ def test_unsupported_convs_are_not_switched():
     assert not nd.supported(nn.Conv2d(8, 8, 4, pad_mode="pad", padding=2, group=8))  # even kernel
     assert not nd.supported(nn.Conv2d(8, 8, 3, stride=3, pad_mode="pad", padding=1, group=8))
     assert not nd.supported(nn.Conv2d(8, 8, 3, pad_mode="pad", padding=1, dilation=2, group=8))
-    assert not nd.supported(nn.Conv2d(3, 32, 3, stride=2, pad_mode="pad", padding=1))  # the stem
+    stem = nn.Conv2d(3, 32, 3, stride=2, pad_mode="pad", padding=1)
+    assert nd.conv_kind(stem) == "dense" and nd.conv_kind(plain) == "depthwise"
+    assert not nd.supported(nn.Conv2d(3, 32, 1))  # 1x1: oneDNN's
+    assert not nd.supported(nn.Conv2d(nd.DENSE_MAX_IN + 1, 32, 3, pad_mode="pad", padding=1))
+    assert not nd.supported(nn.Conv2d(4, 8, 3, stride=2, pad_mode="pad", padding=1, group=2))  # grouped
+
+
+@pytest.fixture
+def avx512_cpu(monkeypatch):
+    """A CPU with AVX-512 and the project's own AVX2 cap in the environment (as configure_environment sets it)."""
+    from src.model_utils import device
+
+    monkeypatch.setattr(nd, "_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv(device.CAP_MARK, raising=False)
+    device.configure_environment("CPU")
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    return device
+
+
+def test_cap_is_lifted_when_native_kernels_cover_the_slow_convs(library, avx512_cpu, caplog):
+    with caplog.at_level(logging.INFO, logger="src.model_utils.device"):
+        assert nd.apply_choice(create_model("proxylessnas_mobile", 10), "auto", "CPU") is True
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ and avx512_cpu.onednn_isa() == "lifted"
+    assert "no AVX2 cap" in caplog.text
+
+
+def test_cap_is_kept_for_builtin_convs_or_a_users_setting(library, avx512_cpu, monkeypatch):
+    net = create_model("proxylessnas_mobile", 10)
+    assert nd.apply_choice(net, "builtin", "CPU") is False
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    # one depthwise conv the kernel does not take (dilated) keeps the cap
+    net = create_model("proxylessnas_mobile", 10)
+    odd = nn.Conv2d(8, 8, 3, pad_mode="pad", padding=2, dilation=2, group=8)
+    net.features.insert_child_to_cell("odd", odd)
+    assert nd.apply_choice(net, "auto", "CPU") is True
+    assert nd.slow_on_avx512(net) == ["features.odd"]
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    # a cap the user set is never lifted
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv(avx512_cpu.CAP_MARK)
+    assert nd.apply_choice(create_model("proxylessnas_mobile", 10), "auto", "CPU") is True
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+
+
+def test_cap_is_kept_on_a_cpu_without_avx512(library, avx512_cpu, monkeypatch):
+    monkeypatch.setattr(nd, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert nd.apply_choice(create_model("proxylessnas_mobile", 10), "auto", "CPU") is True
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"

@@ -199,3 +199,36 @@ def test_graph_runner_skips_the_cell_call_only_after_checking_it(tmp_path):
     pynative = graph_runner(net)
     np.testing.assert_allclose(pynative(ms.Tensor(inputs[0])).asnumpy(), outputs[0], rtol=1e-4, atol=1e-4)
     assert pynative.direct_shapes == {}
+
+
+def test_avx2_cap_is_lifted_only_where_the_native_kernels_cover_the_slow_convs(tmp_path, images):
+    """predict.py as a user runs it (no oneDNN setting of its own): on an AVX-512 CPU with the native kernels,
+    oneDNN runs uncapped (its AVX-512 1x1 convolutions) and gives the capped run's answer; a cap the user set,
+    and any CPU without AVX-512, keep the AVX2 cap."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, default_depthwise_kernel
+    from src import native_depthwise as nd
+    from src.model_utils.device import CAP_MARK
+
+    net = create_model("proxylessnas_mobile", num_classes=10)
+    rng = np.random.default_rng(3)
+    for p in net.get_parameters():  # away from the init (zero BN betas) so that the logits differ per class
+        p.set_data(ms.Tensor((p.asnumpy() + 0.2 * rng.standard_normal(p.shape)).astype(np.float32)))
+    ckpt = save_checkpoint_atomic(params_list(net), str(tmp_path / "r.ckpt"))
+    clean = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", CAP_MARK)}
+    outputs = {}
+    for name, env in (("project", clean), ("user_cap", dict(clean, ONEDNN_MAX_CPU_ISA="AVX2"))):
+        proc = subprocess.run([sys.executable, "predict.py", str(images / "a.png"), "--model", str(ckpt),
+                               "--image_size", str(SIZE), "--json", "--topk", "10"], cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs[name] = (json.loads(proc.stdout)[0]["top"], proc.stderr)
+    lifted = default_depthwise_kernel() == "native" and "avx512f" in nd._cpu_flags()
+    assert ("no AVX2 cap" in outputs["project"][1]) == lifted
+    assert "no AVX2 cap" not in outputs["user_cap"][1]
+    project, capped = ({e["index"]: e["probability"] for e in out[0]} for out in outputs.values())
+    assert max(capped.values()) > 0.15  # a real answer, not a uniform one
+    assert project.keys() == capped.keys() and all(abs(project[k] - capped[k]) < 1e-4 for k in capped)

@@ -409,7 +409,8 @@ def test_native_depthwise_kernel_gives_the_builtin_gradients():
         pytest.skip("no C++ compiler on PATH: the native kernel cannot be built here")
     nd.library_path()  # with a compiler present, a failed build or self-check fails the test
     builtin, native = small_net(alpha_std=1.0), small_net(alpha_std=1.0)
-    assert nd.set_native(native, True) == sum(len(e.ops) for e in native.edges) + 1  # every op + first block
+    # every op, the first block and the stem (the dense first-layer kernel)
+    assert nd.set_native(native, True) == sum(len(e.ops) for e in native.edges) + 2
     assert nd.native_count(builtin) == 0
     images, labels = batch(n=16)
     loss_fn = CrossEntropySmooth(3, 0.1)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 
 _LOG = logging.getLogger(__name__)
@@ -20,18 +19,44 @@ class ParallelInfo:
         return self.rank == 0
 
 
-def configure_environment(device_target: str) -> None:
-    """Set environment variables that must be in place before ``import mindspore``.
+# Marks an ONEDNN_MAX_CPU_ISA that this project set (not the user), so that it may lift it again; children
+# inherit both, and a cap the user set is never touched.
+CAP_MARK = "PROXYLESSNAS_ONEDNN_CAP"
 
-    On CPU, MindSpore 2.9/2.10's bundled oneDNN picks slow reference convolution
-    kernels on AVX-512 machines; capping the ISA at AVX2 makes training about 7x
-    faster with outputs equal to ~2e-5.  A value the user set is kept.
+
+def configure_environment(device_target: str) -> None:
+    """Set environment variables that must be in place before MindSpore runs its first kernel.
+
+    On CPU, MindSpore 2.9/2.10's bundled oneDNN runs its depthwise and first-layer (3 input channels)
+    convolutions as slow reference kernels on AVX-512 machines (the stem alone 59 ms against 1.1 ms);
+    capping the ISA at AVX2 avoids that.  The cap is lifted again by :func:`lift_isa_cap` when the
+    project's native kernels compute exactly those convolutions (then oneDNN's AVX-512 1x1 convolutions
+    are the faster ones).  A value the user set is kept.  oneDNN reads the variable at its first
+    convolution, not at ``import mindspore``.
     """
     # "auto" may end on CPU, and the setting only concerns CPU kernels, so it is made for auto too
     if device_target in ("CPU", "auto") and "ONEDNN_MAX_CPU_ISA" not in os.environ:
-        if "mindspore" in sys.modules:
-            _LOG.warning("mindspore was imported before the device setup; ONEDNN_MAX_CPU_ISA=AVX2 may not apply")
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        os.environ[CAP_MARK] = "AVX2"
+
+
+def lift_isa_cap(reason: str) -> bool:
+    """Remove the AVX2 cap :func:`configure_environment` set (never one the user set); True when removed.
+
+    Takes effect only if MindSpore has not run a oneDNN convolution yet in this process.
+    """
+    if os.environ.get(CAP_MARK) != "AVX2" or os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        return False
+    del os.environ["ONEDNN_MAX_CPU_ISA"]
+    os.environ[CAP_MARK] = "lifted"
+    _LOG.info("oneDNN may use every instruction set of this CPU (no AVX2 cap): %s", reason)
+    return True
+
+
+def onednn_isa() -> str:
+    """The oneDNN instruction-set setting now in force for a MindSpore that has not run a kernel yet:
+    the cap, or "lifted" / "unset" when there is none."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") or ("lifted" if os.environ.get(CAP_MARK) == "lifted" else "unset")
 
 
 def resolve_device_target(target: str) -> str:
