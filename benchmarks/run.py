@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 _LOG = logging.getLogger("benchmark")
 
-SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
+SECTIONS = ("weights", "export", "infer_entry", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
             "infer_torch_capped",
             "train_mindspore", "train_mindspore_builtin", "train_torch", "data")
 SEED_INPUT = 11
@@ -88,7 +88,12 @@ def latency_and_throughput(make_fn: Callable[[np.ndarray], Callable[[], Any]], a
 
 
 def mindspore_setup(args: argparse.Namespace) -> Any:
-    """Import MindSpore on CPU in GRAPH mode with the benchmark's context options; returns the module."""
+    """Import MindSpore on CPU in GRAPH mode with the benchmark's context options; returns the module.
+
+    The environment is the entry points' own (src/model_utils/device.py): the AVX2 cap on oneDNN unless
+    the worker was given one (the lab sections) or the project lifts it (native kernels, AVX-512)."""
+    from src.model_utils.device import configure_environment
+    configure_environment("CPU")
     import mindspore as ms
 
     from src.model_utils.device import set_device
@@ -204,28 +209,42 @@ def _export_int8(args: argparse.Namespace, workdir: Path) -> dict:
     return out
 
 
-def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
+def work_infer_entry(args: argparse.Namespace, workdir: Path) -> dict:
     """MindSpore from a checkpoint through ``src/predict.py``'s own code (``open_model`` + ``Model.run``,
-    numpy in, numpy out) in each mode ``checkpoint_mode`` picks, then lab forms of the network (GRAPH,
-    BN not folded; MindSpore's Conv2D instead of the native depthwise kernel)."""
+    numpy in, numpy out) in each mode ``checkpoint_mode`` picks, in the environment the entry points make
+    (no cap given by the benchmark: ``onednn_isa`` records what was in force)."""
     ms = mindspore_setup(args)
     from src import native_depthwise
     from src.checkpoint import params_list, save_checkpoint_atomic
     from src.inference import inference_form
+    from src.model_utils.device import onednn_isa
     from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode, open_model
 
     net = inference_form(mindspore_net(args, workdir), False, "builtin")
-    out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa()}
     ckpt = save_checkpoint_atomic(params_list(net), str(workdir / "weights.ckpt"))
+    out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa()}
     # the entry point's own decision: a folder of many images (GRAPH), a single image (PyNative)
     for name, images in (("entry_many", GRAPH_MIN_IMAGES), ("entry_one", 1)):
         mode = checkpoint_mode(images)
         model = open_model(ckpt, args.arch, args.num_classes, args.image_size, mode=mode)
+        out.setdefault("onednn_isa", onednn_isa())  # before the first convolution: what oneDNN will read
         out[f"{name}_mode"] = mode
         out[f"{name}_context_mode"] = "GRAPH" if ms.get_context("mode") == ms.GRAPH_MODE else "PYNATIVE"
         out[name] = latency_and_throughput(lambda x, model=model: (lambda: model.run(x)), args)
         save_logits(workdir, f"mindspore_{name}", model.run(batch1_input(args)))
-    ms.set_context(mode=ms.GRAPH_MODE)
+    return out
+
+
+def work_infer_mindspore(args: argparse.Namespace, workdir: Path) -> dict:
+    """Lab forms of the network under the benchmark's --isa (GRAPH; BN not folded; MindSpore's Conv2D
+    instead of the native kernels)."""
+    ms = mindspore_setup(args)
+    from src import native_depthwise
+    from src.inference import inference_form
+    from src.model_utils.device import onednn_isa
+
+    net = inference_form(mindspore_net(args, workdir), False, "builtin")
+    out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa(), "onednn_isa": onednn_isa()}
     cells = [("plain_builtin", net), ("folded_builtin", inference_form(net, True, "builtin"))]
     reason = native_depthwise.unavailable_reason()
     if reason:
@@ -344,6 +363,8 @@ def _train_mindspore(args: argparse.Namespace, workdir: Path, depthwise_kernel: 
     steps = 1 + args.warmup + args.train_steps
     lr = np.full(steps + 1, 0.01, dtype=np.float32)
     train_step = build_train_step(config, lr, mindspore_net(args, workdir))  # as train.py builds it
+    from src.model_utils.device import onednn_isa
+    isa = onednn_isa()  # before the first convolution: what oneDNN will read
     x, y = _train_batch(args)
     data, label = ms.Tensor(x), ms.Tensor(y)
     last: List[float] = []
@@ -355,7 +376,7 @@ def _train_mindspore(args: argparse.Namespace, workdir: Path, depthwise_kernel: 
 
     timing = time_calls(step, args.train_steps, args.warmup)
     return {**_train_result(timing, args, last[0]), "amp_level": train_step.amp_level,
-            "depthwise_kernel": "native" if train_step.native_depthwise else "builtin"}
+            "depthwise_kernel": "native" if train_step.native_depthwise else "builtin", "onednn_isa": isa}
 
 
 def work_train_torch(args: argparse.Namespace, workdir: Path) -> dict:
@@ -432,7 +453,8 @@ def work_data(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 WORKERS: Dict[str, Callable[[argparse.Namespace, Path], dict]] = {
-    "weights": work_weights, "export": work_export, "infer_mindspore": work_infer_mindspore,
+    "weights": work_weights, "export": work_export, "infer_entry": work_infer_entry,
+    "infer_mindspore": work_infer_mindspore,
     "infer_mindir": work_infer_mindir, "infer_onnxruntime": work_infer_onnxruntime, "infer_torch": work_infer_torch,
     "infer_torch_capped": work_infer_torch_capped,
     "train_mindspore": work_train_mindspore, "train_mindspore_builtin": work_train_mindspore_builtin,
@@ -452,15 +474,17 @@ def _installed(module: str) -> bool:
 # ---------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------
-# Sections that run MindSpore get the --isa cap; PyTorch and ONNX Runtime run at their own defaults
-# (their oneDNN/MLAS pick the CPU's best ISA and are fast there).  MindSpore keeps the cap because
-# its bundled oneDNN falls back to slow reference convolutions on AVX-512 (src/model_utils/device.py).
-CAPPED_SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "train_mindspore",
-                   "train_mindspore_builtin", "data")
+# Lab sections that run MindSpore with its own convolutions get the --isa cap; PyTorch and ONNX Runtime
+# run at their own defaults (their oneDNN/MLAS pick the CPU's best ISA and are fast there).  The entry
+# points and this project's training step (infer_entry, train_mindspore) run in the environment the
+# project makes itself: capped at AVX2, lifted where the native kernels cover the convolutions oneDNN runs
+# as slow reference kernels on AVX-512 (src/model_utils/device.py, src/native_depthwise.py).
+CAPPED_SECTIONS = ("weights", "export", "infer_mindspore", "infer_mindir", "train_mindspore_builtin", "data")
 
 
 # PyTorch's two ISA switches: its oneDNN convolutions and its own ATen kernels (depthwise, elementwise)
 TORCH_ISA_CAP = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+CAP_MARK = "PROXYLESSNAS_ONEDNN_CAP"  # src/model_utils/device.py: a cap the project set (and may lift)
 
 
 def worker_env(args: argparse.Namespace, section: str = "infer_mindspore") -> Dict[str, str]:
@@ -470,7 +494,7 @@ def worker_env(args: argparse.Namespace, section: str = "infer_mindspore") -> Di
     difference to PyTorch is the instruction set MindSpore is held to.
     """
     env = dict(os.environ)
-    for name in TORCH_ISA_CAP:
+    for name in (*TORCH_ISA_CAP, CAP_MARK):
         env.pop(name, None)
     if args.isa != "default" and section in CAPPED_SECTIONS:
         env["ONEDNN_MAX_CPU_ISA"] = args.isa
@@ -633,22 +657,35 @@ def _why_missing(results: dict, section: str) -> str:
     return node.get("skipped") or (node.get("failed", "").splitlines() or [""])[0] or "not run"
 
 
+def _isa_words(isa: Optional[str]) -> str:
+    """How a worker's oneDNN setting reads in the report."""
+    if isa == "lifted":
+        return "uncapped (native kernels cover its slow convolutions)"
+    return f"capped at {isa}" if isa and isa != "unset" else "at its default"
+
+
 def markdown_report(results: dict) -> str:
     """The results as markdown tables with ratios against PyTorch (>1 means faster than PyTorch)."""
     s = results["settings"]
     m = results["machine"]
     v = m["versions"]
     batch, size = s["batch"], s["image_size"]
+    entry_isa = _get(results, "infer_entry", "onednn_isa")
+    train_isa = _get(results, "train_mindspore", "onednn_isa")
+    kernel_isa = (_get(results, "infer_entry", "kernel_isa") or _get(results, "infer_mindspore", "kernel_isa")
+                  or m.get("native_kernel_isa", "?"))
     lines = [f"# Benchmark: {s['arch']}, image {size}, batch {batch}", "",
              f"- date: {results['date']}; machine: {m['cpu']}, {m['cores']} cores; load average before "
              f"{results['load_average_before']}, after {results['load_average_after']}",
-             f"- CPU flags: {' '.join(m.get('cpu_flags', [])) or 'unknown'}; native depthwise kernel built for "
-             f"{_get(results, 'infer_mindspore', 'kernel_isa') or m.get('native_kernel_isa', '?')}",
+             f"- CPU flags: {' '.join(m.get('cpu_flags', [])) or 'unknown'}; native kernels (depthwise, first layer) "
+             f"built for {kernel_isa}",
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
              "- PyTorch and ONNX Runtime run at their own defaults (no ISA cap, their own thread counts)",
-             f"- MindSpore settings: ONEDNN_MAX_CPU_ISA={s['isa']} (MindSpore only: its bundled oneDNN runs slow "
-             "reference convolutions on AVX-512), "
-             f"jit_level={s['jit_level'] or 'default'}, "
+             "- MindSpore's oneDNN: predict.py / eval.py and this project's training step run in the environment "
+             f"the project makes (oneDNN {_isa_words(entry_isa)} for predict.py / eval.py, {_isa_words(train_isa)} "
+             f"for training); lab rows, MINDIR and MindSpore's-Conv2D training: ONEDNN_MAX_CPU_ISA={s['isa']} "
+             "(its bundled oneDNN runs depthwise and first-layer convolutions as slow reference kernels on AVX-512)",
+             f"- MindSpore settings: jit_level={s['jit_level'] or 'default'}, "
              f"threads={s['threads'] or 'default'}, graph_kernel={s['graph_kernel']}"
              + ("; **--quick: sizes too small for the numbers to mean anything**" if s["quick"] else ""),
              "- ratio: speed relative to PyTorch eager on the same weights (above 1 = faster than PyTorch)", ""]
@@ -658,7 +695,8 @@ def markdown_report(results: dict) -> str:
               "| framework | img/s | x PyTorch | median step ms | first step (compile) s | peak RSS MiB |",
               "|---|---|---|---|---|---|"]
     native_train = _get(results, "train_mindspore", "depthwise_kernel") or "?"
-    for label, key in ((f"MindSpore GRAPH, this project ({native_train} depthwise kernel)", "train_mindspore"),
+    for label, key in ((f"MindSpore GRAPH, this project ({native_train} depthwise kernel, oneDNN {_isa_words(train_isa)})",
+                        "train_mindspore"),
                        ("MindSpore GRAPH, MindSpore's Conv2D for depthwise", "train_mindspore_builtin"),
                        ("PyTorch eager", "train_torch")):
         node = _get(results, key)
@@ -675,13 +713,15 @@ def markdown_report(results: dict) -> str:
               f"| runner | batch 1 median ms | batch 1 p90 ms | x PyTorch (batch 1) | batch {batch} img/s | "
               f"x PyTorch (batch {batch}) | first call s | logits vs PyTorch (rel.) |",
               "|---|---|---|---|---|---|---|---|"]
-    many = _get(results, "infer_mindspore", "entry_many_mode") or "GRAPH"
-    one = _get(results, "infer_mindspore", "entry_one_mode") or "PYNATIVE"
-    rows = ((f"predict.py / eval.py, .ckpt, many images: {many}, BN folded, native depthwise", "infer_mindspore",
+    many = _get(results, "infer_entry", "entry_many_mode") or "GRAPH"
+    one = _get(results, "infer_entry", "entry_one_mode") or "PYNATIVE"
+    kernels = f"native kernels, oneDNN {_isa_words(entry_isa)}"
+    rows = ((f"predict.py / eval.py, .ckpt, many images: {many}, BN folded, {kernels}", "infer_entry",
              "entry_many", "mindspore_entry_many"),
-            (f"predict.py, .ckpt, one image: {one}, BN folded, native depthwise", "infer_mindspore", "entry_one",
+            (f"predict.py, .ckpt, one image: {one}, BN folded, {kernels}", "infer_entry", "entry_one",
              "mindspore_entry_one"),
-            ("lab: MindSpore GRAPH, BN not folded, native depthwise", "infer_mindspore", "plain", "mindspore_plain"),
+            (f"lab: MindSpore GRAPH, BN not folded, native kernels, oneDNN capped at {s['isa']}", "infer_mindspore",
+             "plain", "mindspore_plain"),
             ("lab: MindSpore GRAPH, BN folded, MindSpore's Conv2D", "infer_mindspore", "folded_builtin",
              "mindspore_folded_builtin"),
             ("lab: MindSpore GRAPH, BN not folded, MindSpore's Conv2D", "infer_mindspore", "plain_builtin",
@@ -710,8 +750,8 @@ def markdown_report(results: dict) -> str:
                      f"{_ratio(bn['img_per_s'], torch_bn, True)} | {_fmt(b1['first_call_s'], 2)} | {diff} |")
 
     capped = _get(results, "infer_torch_capped", "eager")
-    entry = _get(results, "infer_mindspore", "entry_many")
-    if capped and entry:
+    entry = _get(results, "infer_entry", "entry_many")
+    if capped and entry and entry_isa == s["isa"]:
         lines.append(f"\npredict.py / eval.py ({many}) vs PyTorch held to the same ISA ({s['isa']}): batch 1 "
                      f"{_ratio(entry['batch1']['median_ms'], capped['batch1']['median_ms'], False)}, batch {batch} "
                      f"{_ratio(entry['batchN']['img_per_s'], capped['batchN']['img_per_s'], True)}")

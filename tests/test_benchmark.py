@@ -12,7 +12,8 @@ from conftest import ROOT, default_depthwise_kernel, run_script
 sys.path.insert(0, str(ROOT))
 from benchmarks import run as bench  # noqa: E402
 
-INFER_ROWS = {"infer_mindspore": ("entry_many", "entry_one", "plain", "folded_builtin", "plain_builtin"),
+INFER_ROWS = {"infer_entry": ("entry_many", "entry_one"),
+              "infer_mindspore": ("plain", "folded_builtin", "plain_builtin"),
               "infer_mindir": ("folded", "plain"),
               "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",),
               "infer_torch_capped": ("eager",)}
@@ -44,11 +45,16 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
             assert sections[name][kind]["batchN"]["img_per_s"] > 0
     # the MindSpore rows run the entry point's own mode choice, and the process really was in that mode
     from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode
-    infer = sections["infer_mindspore"]
+    infer = sections["infer_entry"]
     assert infer["entry_many_mode"] == infer["entry_many_context_mode"] == checkpoint_mode(GRAPH_MIN_IMAGES) == "GRAPH"
     assert infer["entry_one_mode"] == infer["entry_one_context_mode"] == checkpoint_mode(1) == "PYNATIVE"
     assert results["machine"]["cpu_flags"] and results["machine"]["native_kernel_isa"] in ("avx512", "avx2", "generic")
     assert sections["train_mindspore"]["depthwise_kernel"] == default_depthwise_kernel()
+    # the entry points' own oneDNN setting: lifted only where the native kernels run on an AVX-512 CPU
+    lifted = "lifted" if default_depthwise_kernel() == "native" and "avx512f" in results["machine"]["cpu_flags"] \
+        else "AVX2"
+    assert infer["onednn_isa"] == sections["train_mindspore"]["onednn_isa"] == lifted
+    assert sections["infer_mindspore"]["onednn_isa"] == sections["train_mindspore_builtin"]["onednn_isa"] == "AVX2"
     assert sections["train_mindspore_builtin"]["depthwise_kernel"] == "builtin"
     for name in ("train_mindspore", "train_mindspore_builtin", "train_torch"):
         if "skipped" not in sections[name]:
@@ -66,7 +72,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert rel["onnxruntime_int8_qdq"] < 1.5 and rel["onnxruntime_int8_qoperator"] < 1.5
     markdown = (tmp_path / "quick.md").read_text()
     assert markdown == bench.markdown_report(results)
-    assert f"| MindSpore GRAPH, this project ({default_depthwise_kernel()} depthwise kernel) |" in markdown
+    assert f"| MindSpore GRAPH, this project ({default_depthwise_kernel()} depthwise kernel, oneDNN " in markdown
     assert "| PyTorch eager (eval, no_grad) |" in markdown
     assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1" in markdown
     assert sections["export"]["onnx_int8_qdq_b2"]["calibration_images"] == 8
@@ -78,13 +84,14 @@ def fake_results(skipped=()):
     infer = {"batch1": timing, "batchN": {**timing, "batch": 8, "img_per_s": 800.0}}
     sections = {
         "train_mindspore": {**timing, "img_per_s": 30.0, "peak_rss_mb": 900.0, "batch": 8,
-                            "depthwise_kernel": "native"},
+                            "depthwise_kernel": "native", "onednn_isa": "AVX2"},
         "train_mindspore_builtin": {**timing, "img_per_s": 12.0, "peak_rss_mb": 900.0, "batch": 8,
                                     "depthwise_kernel": "builtin"},
         "train_torch": {**timing, "img_per_s": 15.0, "peak_rss_mb": 700.0, "batch": 8},
-        "infer_mindspore": {"entry_many": infer, "entry_one": infer, "plain": infer, "folded_builtin": infer,
-                            "plain_builtin": infer, "entry_many_mode": "GRAPH", "entry_one_mode": "PYNATIVE",
-                            "kernel_isa": "avx512"},
+        "infer_entry": {"entry_many": infer, "entry_one": infer, "entry_many_mode": "GRAPH",
+                        "entry_one_mode": "PYNATIVE", "kernel_isa": "avx512", "onednn_isa": "AVX2"},
+        "infer_mindspore": {"plain": infer, "folded_builtin": infer, "plain_builtin": infer, "kernel_isa": "avx512",
+                            "onednn_isa": "AVX2"},
         "infer_mindir": {"folded": infer, "plain": infer},
         "infer_onnxruntime": {"folded": infer, "plain": infer,
                               "int8_qdq": {"batch1": {**timing, "median_ms": 5.0},
@@ -107,20 +114,32 @@ def fake_results(skipped=()):
 
 def test_markdown_ratios_against_pytorch():
     markdown = bench.markdown_report(fake_results())
-    assert "| MindSpore GRAPH, this project (native depthwise kernel) | 30.0 | 2.00x |" in markdown
+    assert "| MindSpore GRAPH, this project (native depthwise kernel, oneDNN capped at AVX2) | 30.0 | 2.00x |" in markdown
     assert "| MindSpore GRAPH, MindSpore's Conv2D for depthwise | 12.0 | 0.80x |" in markdown
     assert "| PyTorch eager | 15.0 | 1.00x |" in markdown
-    assert ("| predict.py / eval.py, .ckpt, many images: GRAPH, BN folded, native depthwise | 10.00 | 12.00 | 1.00x | "
+    assert ("| predict.py / eval.py, .ckpt, many images: GRAPH, BN folded, native kernels, oneDNN capped at AVX2 | "
+            "10.00 | 12.00 | 1.00x | "
             "800.0 | 1.00x | 1.00 | 1.0e-05 |") in markdown
-    assert "| predict.py, .ckpt, one image: PYNATIVE, BN folded, native depthwise | 10.00 |" in markdown
+    assert "| predict.py, .ckpt, one image: PYNATIVE, BN folded, native kernels, oneDNN capped at AVX2 | 10.00 |" in markdown
     assert "test cpu, 2 cores" in markdown
-    assert "- CPU flags: avx2 fma avx512f; native depthwise kernel built for avx512" in markdown
+    assert "- CPU flags: avx2 fma avx512f; native kernels (depthwise, first layer) built for avx512" in markdown
     assert "| ONNX Runtime INT8 (export.py --quantize int8, QDQ), BN folded | 5.00 | 12.00 | 2.00x | 1600.0 | 2.00x |" in markdown
     assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1 2.00x, batch 8 2.00x" in markdown
     assert "| ONNX Runtime INT8 (--quantize_format QOperator), BN folded | skipped:" in markdown
     assert ("| PyTorch eager, capped at AVX2 as MindSpore is (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) | 20.00 | 12.00 "
             "| 0.50x |") in markdown
     assert "predict.py / eval.py (GRAPH) vs PyTorch held to the same ISA (AVX2): batch 1 2.00x, batch 8 2.00x" in markdown
+
+
+def test_markdown_says_when_the_entry_points_ran_without_the_cap():
+    results = fake_results()
+    results["sections"]["infer_entry"]["onednn_isa"] = "lifted"
+    results["sections"]["train_mindspore"]["onednn_isa"] = "lifted"
+    markdown = bench.markdown_report(results)
+    uncapped = "oneDNN uncapped (native kernels cover its slow convolutions)"
+    assert f"| predict.py / eval.py, .ckpt, many images: GRAPH, BN folded, native kernels, {uncapped} | 10.00 |" in markdown
+    assert f"| MindSpore GRAPH, this project (native depthwise kernel, {uncapped}) | 30.0 |" in markdown
+    assert "held to the same ISA" not in markdown  # PyTorch's capped row is no like-for-like comparison then
 
 
 def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
@@ -130,7 +149,7 @@ def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
         "skipped": "torch not installed (pip install torch)"}
     markdown = bench.markdown_report(fake_results(skipped=("train_torch", "infer_torch")))
     assert "| PyTorch eager | skipped: torch not installed (pip install torch) |" in markdown
-    assert "| MindSpore GRAPH, this project (native depthwise kernel) | 30.0 | - |" in markdown
+    assert "| MindSpore GRAPH, this project (native depthwise kernel, oneDNN capped at AVX2) | 30.0 | - |" in markdown
 
 
 def test_native_kernel_unavailable_is_said_in_the_inference_table():
@@ -138,7 +157,8 @@ def test_native_kernel_unavailable_is_said_in_the_inference_table():
     del results["sections"]["infer_mindspore"]["plain"]
     results["sections"]["infer_mindspore"]["native_skipped"] = "no C++ compiler 'g++' on PATH"
     markdown = bench.markdown_report(results)
-    assert ("| lab: MindSpore GRAPH, BN not folded, native depthwise | skipped: no C++ compiler 'g++' on PATH |"
+    assert ("| lab: MindSpore GRAPH, BN not folded, native kernels, oneDNN capped at AVX2 | skipped: no C++ compiler "
+            "'g++' on PATH |"
             in markdown)
     assert "| lab: MindSpore GRAPH, BN folded, MindSpore's Conv2D | 10.00 |" in markdown
 
@@ -152,8 +172,13 @@ def test_competitors_run_at_their_own_defaults_mindspore_keeps_its_cap(monkeypat
     assert "ATEN_CPU_CAPABILITY" not in bench.worker_env(args, "infer_torch")
     capped = bench.worker_env(args, "infer_torch_capped")
     assert (capped["ONEDNN_MAX_CPU_ISA"], capped["ATEN_CPU_CAPABILITY"]) == ("AVX2", "avx2")
-    for section in ("infer_mindspore", "infer_mindir", "train_mindspore", "train_mindspore_builtin"):
+    for section in ("infer_mindspore", "infer_mindir", "train_mindspore_builtin"):
         assert bench.worker_env(args, section)["ONEDNN_MAX_CPU_ISA"] == "AVX2", section
+    # the entry points and the project's training step make their own environment, as for a user
+    monkeypatch.setenv("PROXYLESSNAS_ONEDNN_CAP", "AVX2")
+    for section in ("infer_entry", "train_mindspore"):
+        env = bench.worker_env(args, section)
+        assert "ONEDNN_MAX_CPU_ISA" not in env and "PROXYLESSNAS_ONEDNN_CAP" not in env, section
     assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(bench.parse_args(["--isa", "default"]), "infer_mindspore")
 
 
