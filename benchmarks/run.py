@@ -604,6 +604,35 @@ def machine_info() -> dict:
             "native_kernel_isa": cpu_isas()[0], "platform": platform.platform(), "versions": versions()}
 
 
+# Sections rerun in alternating rounds (--rounds): the MindSpore entry points and their competitors
+ROUND_SECTIONS = ("infer_entry", "infer_onnxruntime", "infer_torch")
+
+
+def _round_result(section: dict) -> Dict[str, Optional[float]]:
+    """Batch-1 median ms of every runner of one section's run (None where it failed)."""
+    return {name: node["batch1"]["median_ms"] for name, node in section.items()
+            if isinstance(node, dict) and "batch1" in node}
+
+
+def round_summary(results: dict) -> Dict[str, dict]:
+    """Per runner of the rounds: its batch-1 ms per round, their median, and its ratio to PyTorch per round and
+    of the medians (above 1 = faster than PyTorch)."""
+    rounds = results.get("rounds") or {}
+    torch_ms = [r.get("eager") for r in rounds.get("infer_torch", [])]
+    out: Dict[str, dict] = {}
+    for section, runs in rounds.items():
+        for name in runs[0]:
+            values = [r.get(name) for r in runs]
+            if any(v is None for v in values):
+                continue
+            row = {"ms": values, "median_ms": float(np.median(values))}
+            if torch_ms and all(torch_ms) and len(torch_ms) == len(values):
+                row["x_torch"] = [t / v for t, v in zip(torch_ms, values)]
+                row["x_torch_of_medians"] = float(np.median(torch_ms)) / row["median_ms"]
+            out[f"{section}/{name}"] = row
+    return out
+
+
 def run_benchmark(args: argparse.Namespace) -> dict:
     """All sections, one process each, and the combined result."""
     workdir = Path(tempfile.mkdtemp(prefix="proxylessnas-bench-"))
@@ -614,12 +643,21 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "machine": machine_info(),
             "settings": {k: getattr(args, k) for k in ("arch", "num_classes", "batch", "image_size", "train_steps",
                                                        "infer_iters", "warmup", "data_images", "jit_level", "threads",
-                                                       "isa", "graph_kernel", "quick")},
+                                                       "isa", "graph_kernel", "quick", "rounds")},
             "load_average_before": load_average(),
             "sections": {},
         }
         for section in (s for s in SECTIONS if s in args.sections):
             results["sections"][section] = run_section(section, args, workdir)
+        # the batch-1 comparison again, the runners alternating, so that a slow minute of the machine does
+        # not fall on one runner only: round 1 is the pass above
+        rounds = [s for s in ROUND_SECTIONS if s in args.sections and "skipped" not in results["sections"][s]]
+        if args.rounds > 1 and rounds:
+            results["rounds"] = {s: [_round_result(results["sections"][s])] for s in rounds}
+            for index in range(2, args.rounds + 1):
+                _LOG.info("round %d of %d: %s", index, args.rounds, ", ".join(rounds))
+                for section in rounds:
+                    results["rounds"][section].append(_round_result(run_section(section, args, workdir)))
         results["load_average_after"] = load_average()
         results["logits_vs_torch_rel"] = compare_logits(workdir)
         return results
@@ -764,6 +802,27 @@ def markdown_report(results: dict) -> str:
                          f"{_ratio(int8['batchN']['img_per_s'], fp32['batchN']['img_per_s'], True)} "
                          "(accuracy: tests/test_quantize.py and export.py --eval_dataset_path)")
 
+    summary = round_summary(results)
+    if summary:
+        count = len(next(iter(summary.values()))["ms"])
+        labels = {"infer_entry/entry_many": f"predict.py / eval.py, many images ({many})",
+                  "infer_entry/entry_one": f"predict.py, one image ({one})",
+                  "infer_onnxruntime/folded": "ONNX Runtime, BN folded", "infer_onnxruntime/plain": "ONNX Runtime, BN not folded",
+                  "infer_onnxruntime/int8_qdq": "ONNX Runtime INT8 QDQ",
+                  "infer_onnxruntime/int8_qoperator": "ONNX Runtime INT8 QOperator",
+                  "infer_torch/eager": "PyTorch eager"}
+        lines += ["", f"## Batch 1 in {count} alternating rounds", "",
+                  "Each round runs the entry points, ONNX Runtime and PyTorch once more, one after the other (round 1 "
+                  "is the table above), so that a slow minute of this machine does not fall on one runner only. "
+                  "x PyTorch per round is against PyTorch's time of the same round.", "",
+                  "| runner | ms per round | median ms | x PyTorch per round | x PyTorch (medians) |",
+                  "|---|---|---|---|---|"]
+        for key, row in summary.items():
+            per_round = ", ".join(f"{v:.2f}" for v in row["ms"])
+            ratios = ", ".join(f"{v:.2f}x" for v in row.get("x_torch", [])) or "-"
+            medians = f"{row['x_torch_of_medians']:.2f}x" if "x_torch_of_medians" in row else "-"
+            lines.append(f"| {labels.get(key, key)} | {per_round} | {row['median_ms']:.2f} | {ratios} | {medians} |")
+
     data = _get(results, "data")
     lines += ["", "## Data pipeline (src/dataset.py create_dataset)", ""]
     if not data or "train_w1" not in data:
@@ -813,7 +872,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jit_level", default="", choices=["", "O0", "O1", "O2"], help="MindSpore jit level (default: its own)")
     p.add_argument("--threads", type=int, default=0, help="MindSpore runtime_num_threads (0: its default)")
     p.add_argument("--graph_kernel", action="store_true", help="MindSpore enable_graph_kernel")
-    p.add_argument("--isa", default="AVX2", help="ONEDNN_MAX_CPU_ISA for MindSpore ('default': leave unset)")
+    p.add_argument("--isa", default="AVX2", help="ONEDNN_MAX_CPU_ISA for MindSpore's lab sections ('default': "
+                   "leave unset); the entry points and the project's training step make their own setting")
+    p.add_argument("--rounds", type=int, default=3, help="batch-1 rounds of the entry points, ONNX Runtime and "
+                   "PyTorch, alternating (1: the single pass only)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help="comma-separated subset of: " + ", ".join(SECTIONS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the JSON and markdown")
@@ -846,6 +908,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--image_size must be a multiple of 32 and at least 32, got {args.image_size}")
     if args.batch < 1:
         parser.error(f"--batch must be >= 1, got {args.batch}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.quick and not args.worker:
+        args.rounds = min(args.rounds, 2)
     return args
 
 

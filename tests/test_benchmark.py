@@ -76,6 +76,11 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert "| PyTorch eager (eval, no_grad) |" in markdown
     assert "INT8 QDQ vs FP32 ONNX (BN folded): batch 1" in markdown
     assert sections["export"]["onnx_int8_qdq_b2"]["calibration_images"] == 8
+    # --quick runs two alternating rounds of the batch-1 comparison; round 1 is the pass above
+    ran = {s for s in bench.ROUND_SECTIONS if "skipped" not in sections[s]}
+    assert set(results["rounds"]) == ran and all(len(r) == 2 for r in results["rounds"].values())
+    assert results["rounds"]["infer_entry"][0]["entry_many"] == sections["infer_entry"]["entry_many"]["batch1"]["median_ms"]
+    assert "## Batch 1 in 2 alternating rounds" in markdown
     assert run.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'quick.json'}, {tmp_path / 'quick.md'}"
 
 
@@ -140,6 +145,26 @@ def test_markdown_says_when_the_entry_points_ran_without_the_cap():
     assert f"| predict.py / eval.py, .ckpt, many images: GRAPH, BN folded, native kernels, {uncapped} | 10.00 |" in markdown
     assert f"| MindSpore GRAPH, this project (native depthwise kernel, {uncapped}) | 30.0 |" in markdown
     assert "held to the same ISA" not in markdown  # PyTorch's capped row is no like-for-like comparison then
+
+
+def test_rounds_table_gives_per_round_ratios_and_the_ratio_of_medians():
+    results = fake_results()
+    results["rounds"] = {"infer_entry": [{"entry_many": 10.0, "entry_one": 30.0}, {"entry_many": 20.0, "entry_one": 30.0},
+                                         {"entry_many": 12.0, "entry_one": 30.0}],
+                         "infer_torch": [{"eager": 15.0}, {"eager": 30.0}, {"eager": 12.0}]}
+    summary = bench.round_summary(results)
+    assert summary["infer_entry/entry_many"]["median_ms"] == 12.0
+    assert summary["infer_entry/entry_many"]["x_torch"] == pytest.approx([1.5, 1.5, 1.0])
+    assert summary["infer_entry/entry_many"]["x_torch_of_medians"] == pytest.approx(15.0 / 12.0)
+    markdown = bench.markdown_report(results)
+    assert "## Batch 1 in 3 alternating rounds" in markdown
+    assert "| predict.py / eval.py, many images (GRAPH) | 10.00, 20.00, 12.00 | 12.00 | 1.50x, 1.50x, 1.00x | 1.25x |" in markdown
+    assert "| PyTorch eager | 15.00, 30.00, 12.00 | 15.00 | 1.00x, 1.00x, 1.00x | 1.00x |" in markdown
+    # a runner that failed in one round has no row; --rounds must be positive
+    results["rounds"]["infer_entry"][1] = {"entry_one": 30.0}
+    assert "infer_entry/entry_many" not in bench.round_summary(results)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rounds", "0"])
 
 
 def test_missing_competitor_is_skipped_and_said(monkeypatch, tmp_path):
