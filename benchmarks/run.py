@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 _LOG = logging.getLogger("benchmark")
 
-SECTIONS = ("weights", "export", "infer_entry", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
+SECTIONS = ("weights", "export", "infer_entry", "infer_entry_one", "infer_mindspore", "infer_mindir", "infer_onnxruntime", "infer_torch",
             "infer_torch_capped",
             "train_mindspore", "train_mindspore_builtin", "train_torch", "data")
 SEED_INPUT = 11
@@ -211,8 +211,18 @@ def _export_int8(args: argparse.Namespace, workdir: Path) -> dict:
 
 def work_infer_entry(args: argparse.Namespace, workdir: Path) -> dict:
     """MindSpore from a checkpoint through ``src/predict.py``'s own code (``open_model`` + ``Model.run``,
-    numpy in, numpy out) in each mode ``checkpoint_mode`` picks, in the environment the entry points make
-    (no cap given by the benchmark: ``onednn_isa`` records what was in force)."""
+    numpy in, numpy out) in the mode ``checkpoint_mode`` picks for a folder of many images, in the
+    environment the entry points make (no cap given by the benchmark: ``onednn_isa`` records what was in
+    force)."""
+    return _infer_entry(args, workdir, "entry_many")
+
+
+def work_infer_entry_one(args: argparse.Namespace, workdir: Path) -> dict:
+    """The same for a single image, in its own process as a user's call of predict.py on one image is."""
+    return _infer_entry(args, workdir, "entry_one")
+
+
+def _infer_entry(args: argparse.Namespace, workdir: Path, name: str) -> dict:
     ms = mindspore_setup(args)
     from src import native_depthwise
     from src.checkpoint import params_list, save_checkpoint_atomic
@@ -221,17 +231,16 @@ def work_infer_entry(args: argparse.Namespace, workdir: Path) -> dict:
     from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode, open_model
 
     net = inference_form(mindspore_net(args, workdir), False, "builtin")
-    ckpt = save_checkpoint_atomic(params_list(net), str(workdir / "weights.ckpt"))
+    ckpt = save_checkpoint_atomic(params_list(net), str(workdir / f"weights_{name}.ckpt"))
     out: Dict[str, Any] = {"kernel_isa": native_depthwise.active_isa()}
     # the entry point's own decision: a folder of many images (GRAPH), a single image (PyNative)
-    for name, images in (("entry_many", GRAPH_MIN_IMAGES), ("entry_one", 1)):
-        mode = checkpoint_mode(images)
-        model = open_model(ckpt, args.arch, args.num_classes, args.image_size, mode=mode)
-        out.setdefault("onednn_isa", onednn_isa())  # before the first convolution: what oneDNN will read
-        out[f"{name}_mode"] = mode
-        out[f"{name}_context_mode"] = "GRAPH" if ms.get_context("mode") == ms.GRAPH_MODE else "PYNATIVE"
-        out[name] = latency_and_throughput(lambda x, model=model: (lambda: model.run(x)), args)
-        save_logits(workdir, f"mindspore_{name}", model.run(batch1_input(args)))
+    mode = checkpoint_mode(GRAPH_MIN_IMAGES if name == "entry_many" else 1)
+    model = open_model(ckpt, args.arch, args.num_classes, args.image_size, mode=mode)
+    out["onednn_isa"] = onednn_isa()  # before the first convolution: what oneDNN will read
+    out[f"{name}_mode"] = mode
+    out[f"{name}_context_mode"] = "GRAPH" if ms.get_context("mode") == ms.GRAPH_MODE else "PYNATIVE"
+    out[name] = latency_and_throughput(lambda x: (lambda: model.run(x)), args)
+    save_logits(workdir, f"mindspore_{name}", model.run(batch1_input(args)))
     return out
 
 
@@ -454,6 +463,7 @@ def work_data(args: argparse.Namespace, workdir: Path) -> dict:
 
 WORKERS: Dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "weights": work_weights, "export": work_export, "infer_entry": work_infer_entry,
+    "infer_entry_one": work_infer_entry_one,
     "infer_mindspore": work_infer_mindspore,
     "infer_mindir": work_infer_mindir, "infer_onnxruntime": work_infer_onnxruntime, "infer_torch": work_infer_torch,
     "infer_torch_capped": work_infer_torch_capped,
@@ -605,7 +615,7 @@ def machine_info() -> dict:
 
 
 # Sections rerun in alternating rounds (--rounds): the MindSpore entry points and their competitors
-ROUND_SECTIONS = ("infer_entry", "infer_onnxruntime", "infer_torch")
+ROUND_SECTIONS = ("infer_entry", "infer_entry_one", "infer_onnxruntime", "infer_torch")
 
 
 def _round_result(section: dict) -> Dict[str, Optional[float]]:
@@ -709,6 +719,7 @@ def markdown_report(results: dict) -> str:
     v = m["versions"]
     batch, size = s["batch"], s["image_size"]
     entry_isa = _get(results, "infer_entry", "onednn_isa")
+    one_isa = _get(results, "infer_entry_one", "onednn_isa")
     train_isa = _get(results, "train_mindspore", "onednn_isa")
     kernel_isa = (_get(results, "infer_entry", "kernel_isa") or _get(results, "infer_mindspore", "kernel_isa")
                   or m.get("native_kernel_isa", "?"))
@@ -720,8 +731,9 @@ def markdown_report(results: dict) -> str:
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
              "- PyTorch and ONNX Runtime run at their own defaults (no ISA cap, their own thread counts)",
              "- MindSpore's oneDNN: predict.py / eval.py and this project's training step run in the environment "
-             f"the project makes (oneDNN {_isa_words(entry_isa)} for predict.py / eval.py, {_isa_words(train_isa)} "
-             f"for training); lab rows, MINDIR and MindSpore's-Conv2D training: ONEDNN_MAX_CPU_ISA={s['isa']} "
+             f"the project makes (oneDNN {_isa_words(entry_isa)} for many images, {_isa_words(one_isa)} for one "
+             f"image, {_isa_words(train_isa)} for training); lab rows, MINDIR and MindSpore's-Conv2D training: "
+             f"ONEDNN_MAX_CPU_ISA={s['isa']} "
              "(its bundled oneDNN runs depthwise and first-layer convolutions as slow reference kernels on AVX-512)",
              f"- MindSpore settings: jit_level={s['jit_level'] or 'default'}, "
              f"threads={s['threads'] or 'default'}, graph_kernel={s['graph_kernel']}"
@@ -752,12 +764,11 @@ def markdown_report(results: dict) -> str:
               f"x PyTorch (batch {batch}) | first call s | logits vs PyTorch (rel.) |",
               "|---|---|---|---|---|---|---|---|"]
     many = _get(results, "infer_entry", "entry_many_mode") or "GRAPH"
-    one = _get(results, "infer_entry", "entry_one_mode") or "PYNATIVE"
-    kernels = f"native kernels, oneDNN {_isa_words(entry_isa)}"
-    rows = ((f"predict.py / eval.py, .ckpt, many images: {many}, BN folded, {kernels}", "infer_entry",
-             "entry_many", "mindspore_entry_many"),
-            (f"predict.py, .ckpt, one image: {one}, BN folded, {kernels}", "infer_entry", "entry_one",
-             "mindspore_entry_one"),
+    one = _get(results, "infer_entry_one", "entry_one_mode") or "PYNATIVE"
+    rows = ((f"predict.py / eval.py, .ckpt, many images: {many}, BN folded, native kernels, oneDNN "
+             f"{_isa_words(entry_isa)}", "infer_entry", "entry_many", "mindspore_entry_many"),
+            (f"predict.py, .ckpt, one image: {one}, BN folded, native kernels, oneDNN {_isa_words(one_isa)}",
+             "infer_entry_one", "entry_one", "mindspore_entry_one"),
             (f"lab: MindSpore GRAPH, BN not folded, native kernels, oneDNN capped at {s['isa']}", "infer_mindspore",
              "plain", "mindspore_plain"),
             ("lab: MindSpore GRAPH, BN folded, MindSpore's Conv2D", "infer_mindspore", "folded_builtin",
@@ -806,7 +817,7 @@ def markdown_report(results: dict) -> str:
     if summary:
         count = len(next(iter(summary.values()))["ms"])
         labels = {"infer_entry/entry_many": f"predict.py / eval.py, many images ({many})",
-                  "infer_entry/entry_one": f"predict.py, one image ({one})",
+                  "infer_entry_one/entry_one": f"predict.py, one image ({one})",
                   "infer_onnxruntime/folded": "ONNX Runtime, BN folded", "infer_onnxruntime/plain": "ONNX Runtime, BN not folded",
                   "infer_onnxruntime/int8_qdq": "ONNX Runtime INT8 QDQ",
                   "infer_onnxruntime/int8_qoperator": "ONNX Runtime INT8 QOperator",

@@ -555,12 +555,20 @@ def apply_choice(net, choice: str, device_target: str, amp_level: str = "O0") ->
         return False
     count = set_native(net, True)
     _LOG.debug("native depthwise kernel for %d convolutions (%s)", count, path)
-    if count and "avx512f" in _cpu_flags() and not slow_on_avx512(net):
+    if count and "avx512f" in _cpu_flags() and _graph_mode() and not slow_on_avx512(net):
         from src.model_utils.device import lift_isa_cap
 
         lift_isa_cap("the native kernel computes every convolution oneDNN runs slowly on AVX-512 "
                      "(depthwise, first layer)")
     return count > 0
+
+
+def _graph_mode() -> bool:
+    # PyNative runs oneDNN operator by operator: uncapped, one batch-1 call took 32-67 ms against 24-30 ms
+    # capped (alternating runs on the Xeon), so the cap is lifted for GRAPH mode only
+    import mindspore as ms
+
+    return ms.get_context("mode") == ms.GRAPH_MODE
 
 
 def slow_on_avx512(net) -> List[str]:

@@ -12,7 +12,7 @@ from conftest import ROOT, default_depthwise_kernel, run_script
 sys.path.insert(0, str(ROOT))
 from benchmarks import run as bench  # noqa: E402
 
-INFER_ROWS = {"infer_entry": ("entry_many", "entry_one"),
+INFER_ROWS = {"infer_entry": ("entry_many",), "infer_entry_one": ("entry_one",),
               "infer_mindspore": ("plain", "folded_builtin", "plain_builtin"),
               "infer_mindir": ("folded", "plain"),
               "infer_onnxruntime": ("folded", "plain", "int8_qdq", "int8_qoperator"), "infer_torch": ("eager",),
@@ -45,15 +45,16 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
             assert sections[name][kind]["batchN"]["img_per_s"] > 0
     # the MindSpore rows run the entry point's own mode choice, and the process really was in that mode
     from src.predict import GRAPH_MIN_IMAGES, checkpoint_mode
-    infer = sections["infer_entry"]
+    infer, one = sections["infer_entry"], sections["infer_entry_one"]
     assert infer["entry_many_mode"] == infer["entry_many_context_mode"] == checkpoint_mode(GRAPH_MIN_IMAGES) == "GRAPH"
-    assert infer["entry_one_mode"] == infer["entry_one_context_mode"] == checkpoint_mode(1) == "PYNATIVE"
+    assert one["entry_one_mode"] == one["entry_one_context_mode"] == checkpoint_mode(1) == "PYNATIVE"
     assert results["machine"]["cpu_flags"] and results["machine"]["native_kernel_isa"] in ("avx512", "avx2", "generic")
     assert sections["train_mindspore"]["depthwise_kernel"] == default_depthwise_kernel()
     # the entry points' own oneDNN setting: lifted only where the native kernels run on an AVX-512 CPU
     lifted = "lifted" if default_depthwise_kernel() == "native" and "avx512f" in results["machine"]["cpu_flags"] \
         else "AVX2"
     assert infer["onednn_isa"] == sections["train_mindspore"]["onednn_isa"] == lifted
+    assert one["onednn_isa"] == "AVX2"  # PyNative keeps the cap
     assert sections["infer_mindspore"]["onednn_isa"] == sections["train_mindspore_builtin"]["onednn_isa"] == "AVX2"
     assert sections["train_mindspore_builtin"]["depthwise_kernel"] == "builtin"
     for name in ("train_mindspore", "train_mindspore_builtin", "train_torch"):
@@ -93,8 +94,9 @@ def fake_results(skipped=()):
         "train_mindspore_builtin": {**timing, "img_per_s": 12.0, "peak_rss_mb": 900.0, "batch": 8,
                                     "depthwise_kernel": "builtin"},
         "train_torch": {**timing, "img_per_s": 15.0, "peak_rss_mb": 700.0, "batch": 8},
-        "infer_entry": {"entry_many": infer, "entry_one": infer, "entry_many_mode": "GRAPH",
-                        "entry_one_mode": "PYNATIVE", "kernel_isa": "avx512", "onednn_isa": "AVX2"},
+        "infer_entry": {"entry_many": infer, "entry_many_mode": "GRAPH", "kernel_isa": "avx512", "onednn_isa": "AVX2"},
+        "infer_entry_one": {"entry_one": infer, "entry_one_mode": "PYNATIVE", "kernel_isa": "avx512",
+                            "onednn_isa": "AVX2"},
         "infer_mindspore": {"plain": infer, "folded_builtin": infer, "plain_builtin": infer, "kernel_isa": "avx512",
                             "onednn_isa": "AVX2"},
         "infer_mindir": {"folded": infer, "plain": infer},
@@ -149,8 +151,8 @@ def test_markdown_says_when_the_entry_points_ran_without_the_cap():
 
 def test_rounds_table_gives_per_round_ratios_and_the_ratio_of_medians():
     results = fake_results()
-    results["rounds"] = {"infer_entry": [{"entry_many": 10.0, "entry_one": 30.0}, {"entry_many": 20.0, "entry_one": 30.0},
-                                         {"entry_many": 12.0, "entry_one": 30.0}],
+    results["rounds"] = {"infer_entry": [{"entry_many": 10.0}, {"entry_many": 20.0}, {"entry_many": 12.0}],
+                         "infer_entry_one": [{"entry_one": 30.0}, {"entry_one": 30.0}, {"entry_one": 30.0}],
                          "infer_torch": [{"eager": 15.0}, {"eager": 30.0}, {"eager": 12.0}]}
     summary = bench.round_summary(results)
     assert summary["infer_entry/entry_many"]["median_ms"] == 12.0
@@ -160,8 +162,9 @@ def test_rounds_table_gives_per_round_ratios_and_the_ratio_of_medians():
     assert "## Batch 1 in 3 alternating rounds" in markdown
     assert "| predict.py / eval.py, many images (GRAPH) | 10.00, 20.00, 12.00 | 12.00 | 1.50x, 1.50x, 1.00x | 1.25x |" in markdown
     assert "| PyTorch eager | 15.00, 30.00, 12.00 | 15.00 | 1.00x, 1.00x, 1.00x | 1.00x |" in markdown
+    assert "| predict.py, one image (PYNATIVE) | 30.00, 30.00, 30.00 | 30.00 | 0.50x, 1.00x, 0.40x | 0.50x |" in markdown
     # a runner that failed in one round has no row; --rounds must be positive
-    results["rounds"]["infer_entry"][1] = {"entry_one": 30.0}
+    results["rounds"]["infer_entry"][1] = {}
     assert "infer_entry/entry_many" not in bench.round_summary(results)
     with pytest.raises(SystemExit):
         bench.parse_args(["--rounds", "0"])
@@ -201,7 +204,7 @@ def test_competitors_run_at_their_own_defaults_mindspore_keeps_its_cap(monkeypat
         assert bench.worker_env(args, section)["ONEDNN_MAX_CPU_ISA"] == "AVX2", section
     # the entry points and the project's training step make their own environment, as for a user
     monkeypatch.setenv("PROXYLESSNAS_ONEDNN_CAP", "AVX2")
-    for section in ("infer_entry", "train_mindspore"):
+    for section in ("infer_entry", "infer_entry_one", "train_mindspore"):
         env = bench.worker_env(args, section)
         assert "ONEDNN_MAX_CPU_ISA" not in env and "PROXYLESSNAS_ONEDNN_CAP" not in env, section
     assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env(bench.parse_args(["--isa", "default"]), "infer_mindspore")

@@ -202,9 +202,9 @@ def test_graph_runner_skips_the_cell_call_only_after_checking_it(tmp_path):
 
 
 def test_avx2_cap_is_lifted_only_where_the_native_kernels_cover_the_slow_convs(tmp_path, images):
-    """predict.py as a user runs it (no oneDNN setting of its own): on an AVX-512 CPU with the native kernels,
-    oneDNN runs uncapped (its AVX-512 1x1 convolutions) and gives the capped run's answer; a cap the user set,
-    and any CPU without AVX-512, keep the AVX2 cap."""
+    """predict.py as a user runs it (no oneDNN setting of its own): in GRAPH mode on an AVX-512 CPU with the
+    native kernels, oneDNN runs uncapped (its AVX-512 1x1 convolutions) and gives the capped run's answer;
+    PyNative mode, a cap the user set, and any CPU without AVX-512 keep the AVX2 cap."""
     import os
     import subprocess
     import sys
@@ -220,15 +220,17 @@ def test_avx2_cap_is_lifted_only_where_the_native_kernels_cover_the_slow_convs(t
     ckpt = save_checkpoint_atomic(params_list(net), str(tmp_path / "r.ckpt"))
     clean = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", CAP_MARK)}
     outputs = {}
-    for name, env in (("project", clean), ("user_cap", dict(clean, ONEDNN_MAX_CPU_ISA="AVX2"))):
+    for name, env, mode in (("graph", clean, "GRAPH"), ("pynative", clean, "PYNATIVE"),
+                            ("user_cap", dict(clean, ONEDNN_MAX_CPU_ISA="AVX2"), "GRAPH")):
         proc = subprocess.run([sys.executable, "predict.py", str(images / "a.png"), "--model", str(ckpt),
-                               "--image_size", str(SIZE), "--json", "--topk", "10"], cwd=str(ROOT),
+                               "--image_size", str(SIZE), "--json", "--topk", "10", "--mode", mode], cwd=str(ROOT),
                               capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outputs[name] = (json.loads(proc.stdout)[0]["top"], proc.stderr)
     lifted = default_depthwise_kernel() == "native" and "avx512f" in nd._cpu_flags()
-    assert ("no AVX2 cap" in outputs["project"][1]) == lifted
-    assert "no AVX2 cap" not in outputs["user_cap"][1]
-    project, capped = ({e["index"]: e["probability"] for e in out[0]} for out in outputs.values())
+    assert ("no AVX2 cap" in outputs["graph"][1]) == lifted
+    assert "no AVX2 cap" not in outputs["pynative"][1] and "no AVX2 cap" not in outputs["user_cap"][1]
+    uncapped, pynative, capped = ({e["index"]: e["probability"] for e in out[0]} for out in outputs.values())
     assert max(capped.values()) > 0.15  # a real answer, not a uniform one
-    assert project.keys() == capped.keys() and all(abs(project[k] - capped[k]) < 1e-4 for k in capped)
+    for other in (uncapped, pynative):
+        assert other.keys() == capped.keys() and all(abs(other[k] - capped[k]) < 1e-4 for k in capped)
