@@ -254,13 +254,7 @@ def self_check(library: Path) -> None:
             for ky, kx, patch in _taps(x, k, stride):
                 want_dw[:, 0, ky, kx] = np.sum(patch * g, axis=(0, 2, 3))
             checks.append((f"DwBackwardFilterS{stride}", status_w, dw, want_dw))
-            for name, status, got, expected in checks:
-                if status != 0:
-                    raise KernelUnavailable(f"{library.name}: {name} returned status {status} (k={k})")
-                err = np.max(np.abs(np.asarray(got, np.float64) - expected))
-                scale = max(1.0, float(np.max(np.abs(expected))))
-                if not err <= 1e-4 * scale:
-                    raise KernelUnavailable(f"{library.name}: {name} is off by {err:.3g} (k={k})")
+            _verify(library.name, checks, f"k={k}")
     for stride in STRIDES:
         for k in (1, 3, 5):
             # 3 image channels into 19 (a full block of 8 or 16 and a partial one); 1 and 8 inputs
@@ -318,14 +312,19 @@ def _check_dense(lib, library: str, rng, stride: int, k: int, cin: int, cout: in
     for ky, kx, patch in _taps(x, k, stride):
         want_dw[:, :, ky, kx] = np.einsum("ncij,noij->oc", patch, g.astype(np.float64))
     results.append((f"DenseBackwardFilterS{stride}", status, arrays[-1], want_dw))
-    for name, status, got, expected in results:
+    _verify(library, results, f"k={k}, {cin} input channels")
+
+
+def _verify(library: str, checks, where: str) -> None:
+    """Raise unless every (entry point, status, result, expected) of ``checks`` returned 0 and is within 1e-4
+    of the largest expected value (at least 1)."""
+    for name, status, got, expected in checks:
         if status != 0:
-            raise KernelUnavailable(f"{library}: {name} returned status {status} (k={k}, {cin} input channels)")
+            raise KernelUnavailable(f"{library}: {name} returned status {status} ({where})")
         err = np.max(np.abs(np.asarray(got, np.float64) - expected))
         scale = max(1.0, float(np.max(np.abs(expected))))
         if not err <= 1e-4 * scale:
-            raise KernelUnavailable(f"{library}: {name} is off by {err:.3g} "
-                                    f"(k={k}, {cin} input channels)")
+            raise KernelUnavailable(f"{library}: {name} is off by {err:.3g} ({where})")
 
 
 def checked_library(isa: str, directory: Optional[Path] = None) -> Path:

@@ -180,9 +180,11 @@ bool CheckCall(int nparam, int expected, unsigned biases, int *ndims, const char
 }
 
 // Checks of a gradient call (four 4-d float32 tensors; the result, the 4th, shaped like the 3rd, which is
-// read for its shape only) and its geometry from the tensors at x_index, w_index and y_index.
+// read for its shape only) and its geometry (depthwise or dense: MakeGeometry of G) from the tensors at
+// x_index, w_index and y_index.
+template <typename G>
 int GradientGeometry(int nparam, int *ndims, int64_t **shapes, const char **dtypes, int x_index, int w_index,
-                     int y_index, int64_t stride, Geometry *g) {
+                     int y_index, int64_t stride, G *g) {
   int status = kOk;
   if (!CheckCall(nparam, 4, 0u, ndims, dtypes, &status)) return status;
   if (!MakeGeometry(shapes[x_index], shapes[w_index], shapes[y_index], stride, g)) return kBadShape;
@@ -472,7 +474,7 @@ struct DenseGeometry {
 };
 
 // Geometry of x (n, cin, h, w), weight (cout, cin, k, k) and y (n, cout, oh, ow); false when they do not fit.
-bool MakeDenseGeometry(const int64_t *x, const int64_t *wt, const int64_t *y, int64_t stride, DenseGeometry *g) {
+bool MakeGeometry(const int64_t *x, const int64_t *wt, const int64_t *y, int64_t stride, DenseGeometry *g) {
   g->n = x[0]; g->cin = x[1]; g->h = x[2]; g->w = x[3];
   g->cout = wt[0]; g->k = wt[2]; g->pad = wt[2] / 2;
   if (wt[1] != g->cin || wt[3] != g->k || g->k % 2 == 0 || g->cin > kDenseMaxIn) return false;
@@ -528,7 +530,7 @@ int DenseForward(int nparam, void **params, int *ndims, int64_t **shapes, const 
   int status = kOk;
   if (!CheckCall(nparam, expected, mode == 0 ? 0u : 0b100u, ndims, dtypes, &status)) return status;
   DenseGeometry g{};
-  if (!MakeDenseGeometry(shapes[0], shapes[1], shapes[expected - 1], S, &g)) return kBadShape;
+  if (!MakeGeometry(shapes[0], shapes[1], shapes[expected - 1], S, &g)) return kBadShape;
   if (mode != 0 && shapes[2][0] != g.cout) return kBadShape;
   const float *x = static_cast<const float *>(params[0]);
   const float *wt = static_cast<const float *>(params[1]);
@@ -595,23 +597,11 @@ int DenseForward(int nparam, void **params, int *ndims, int64_t **shapes, const 
   return kOk;
 }
 
-// Checks of a dense gradient call (four 4-d float32 tensors; the 4th, the result, shaped like the 3rd).
-int DenseGradientGeometry(int nparam, int *ndims, int64_t **shapes, const char **dtypes, int x_index, int w_index,
-                          int y_index, int64_t stride, DenseGeometry *g) {
-  int status = kOk;
-  if (!CheckCall(nparam, 4, 0u, ndims, dtypes, &status)) return status;
-  if (!MakeDenseGeometry(shapes[x_index], shapes[w_index], shapes[y_index], stride, g)) return kBadShape;
-  for (int i = 0; i < 4; ++i) {
-    if (shapes[3][i] != shapes[2][i]) return kBadShape;
-  }
-  return kOk;
-}
-
 template <int S>
 int DenseBackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   DenseGeometry g{};
   // params: dy, w, x (shape only), dx
-  const int status = DenseGradientGeometry(nparam, ndims, shapes, dtypes, 2, 1, 0, S, &g);
+  const int status = GradientGeometry(nparam, ndims, shapes, dtypes, 2, 1, 0, S, &g);
   if (status != kOk) return status;
   const float *dy = static_cast<const float *>(params[0]);
   const float *wt = static_cast<const float *>(params[1]);
@@ -660,7 +650,7 @@ template <int S>
 int DenseBackwardFilter(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   DenseGeometry g{};
   // params: x, dy, w (shape only), dw
-  const int status = DenseGradientGeometry(nparam, ndims, shapes, dtypes, 0, 2, 1, S, &g);
+  const int status = GradientGeometry(nparam, ndims, shapes, dtypes, 0, 2, 1, S, &g);
   if (status != kOk) return status;
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
