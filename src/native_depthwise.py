@@ -8,7 +8,7 @@ an inference form with the folded BatchNorm's bias and ReLU6 fused in) and is pl
 ``ops.Custom(func_type="aot")``.  The same library computes the first layer (a dense convolution of
 the few image channels, at most :data:`DENSE_MAX_IN`): oneDNN runs that one as a slow reference kernel
 on AVX-512 CPUs, which is what kept MindSpore capped at AVX2 (see
-:func:`src.model_utils.device.uncap_for_native`).
+:func:`apply_choice`, :func:`src.model_utils.device.lift_isa_cap`).
 
 The kernel is compiled with the system C++ compiler (``$CXX`` or ``g++``) on first use into a cache
 folder (``$PROXYLESSNAS_KERNEL_DIR``, else ``~/.cache/proxylessnas_mindspore``), checked against

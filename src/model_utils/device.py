@@ -31,8 +31,8 @@ def configure_environment(device_target: str) -> None:
     convolutions as slow reference kernels on AVX-512 machines (the stem alone 59 ms against 1.1 ms);
     capping the ISA at AVX2 avoids that.  The cap is lifted again by :func:`lift_isa_cap` when the
     project's native kernels compute exactly those convolutions in GRAPH mode (then oneDNN's AVX-512 1x1
-    convolutions are the faster ones; in PyNative mode the capped ones were).  A value the user set is kept.  oneDNN reads the variable at its first
-    convolution, not at ``import mindspore``.
+    convolutions are the faster ones; in PyNative mode the capped ones were).  A value the user set is
+    kept.  oneDNN reads the variable at its first convolution, not at ``import mindspore``.
     """
     # "auto" may end on CPU, and the setting only concerns CPU kernels, so it is made for auto too
     if device_target in ("CPU", "auto") and "ONEDNN_MAX_CPU_ISA" not in os.environ:
